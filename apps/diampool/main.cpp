@@ -1,0 +1,18 @@
+// diampool: command-line front end of the diampool library.
+#include <iostream>
+
+#include "commands.hpp"
+
+int main(int argc, char** argv) {
+  CLI::App app{"diampool: Diameter (RFC 6733) client toolkit"};
+  app.set_version_flag("--version", "diampool 0.1.0");
+  app.require_subcommand(1);
+  int exit_code = 0;
+  diampool::cli::add_decode(app, exit_code);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  return exit_code;
+}
