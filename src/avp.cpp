@@ -37,7 +37,9 @@ bool avp_reader::next(avp& out, std::error_code& ec) noexcept {
   return true;
 }
 
-avp_range avp::children() const noexcept { return {data_, depth_left_}; }
+avp_range avp::children() const noexcept {
+  return {data_, depth_left_};
+}
 
 namespace {
 
@@ -76,8 +78,12 @@ std::uint32_t avp::as_unsigned32(std::error_code& ec) const noexcept {
 std::uint64_t avp::as_unsigned64(std::error_code& ec) const noexcept {
   return fixed<std::uint64_t>(data_, ec);
 }
-float avp::as_float32(std::error_code& ec) const noexcept { return fixed<float>(data_, ec); }
-double avp::as_float64(std::error_code& ec) const noexcept { return fixed<double>(data_, ec); }
+float avp::as_float32(std::error_code& ec) const noexcept {
+  return fixed<float>(data_, ec);
+}
+double avp::as_float64(std::error_code& ec) const noexcept {
+  return fixed<double>(data_, ec);
+}
 
 std::string_view avp::as_utf8(std::error_code& ec) const noexcept {
   const std::string_view s = as_string();

@@ -19,8 +19,8 @@ dictionary make_base() {
 
   // Section 4.5: Base protocol AVPs.
   d.add(def(avp_code::acct_interim_interval, "Acct-Interim-Interval", t::unsigned32));
-  d.add(def(avp_code::accounting_realtime_required, "Accounting-Realtime-Required",
-            t::enumerated, flag_rule::must,
+  d.add(def(avp_code::accounting_realtime_required, "Accounting-Realtime-Required", t::enumerated,
+            flag_rule::must,
             {{1, "DELIVER_AND_GRANT"}, {2, "GRANT_AND_STORE"}, {3, "GRANT_AND_LOSE"}}));
   d.add(def(avp_code::acct_multi_session_id, "Acct-Multi-Session-Id", t::utf8_string));
   d.add(def(avp_code::accounting_record_number, "Accounting-Record-Number", t::unsigned32));
@@ -37,16 +37,16 @@ dictionary make_base() {
   d.add(def(avp_code::auth_grace_period, "Auth-Grace-Period", t::unsigned32));
   d.add(def(avp_code::auth_session_state, "Auth-Session-State", t::enumerated, flag_rule::must,
             {{0, "STATE_MAINTAINED"}, {1, "NO_STATE_MAINTAINED"}}));
-  d.add(def(avp_code::re_auth_request_type, "Re-Auth-Request-Type", t::enumerated,
-            flag_rule::must, {{0, "AUTHORIZE_ONLY"}, {1, "AUTHORIZE_AUTHENTICATE"}}));
+  d.add(def(avp_code::re_auth_request_type, "Re-Auth-Request-Type", t::enumerated, flag_rule::must,
+            {{0, "AUTHORIZE_ONLY"}, {1, "AUTHORIZE_AUTHENTICATE"}}));
   d.add(def(avp_code::class_, "Class", t::octet_string));
   d.add(def(avp_code::destination_host, "Destination-Host", t::diameter_identity));
   d.add(def(avp_code::destination_realm, "Destination-Realm", t::diameter_identity));
   d.add(def(avp_code::disconnect_cause, "Disconnect-Cause", t::enumerated, flag_rule::must,
             {{0, "REBOOTING"}, {1, "BUSY"}, {2, "DO_NOT_WANT_TO_TALK_TO_YOU"}}));
   d.add(def(avp_code::error_message, "Error-Message", t::utf8_string, must_not));
-  d.add(def(avp_code::error_reporting_host, "Error-Reporting-Host", t::diameter_identity,
-            must_not));
+  d.add(
+      def(avp_code::error_reporting_host, "Error-Reporting-Host", t::diameter_identity, must_not));
   d.add(def(avp_code::event_timestamp, "Event-Timestamp", t::time));
   d.add(def(avp_code::experimental_result, "Experimental-Result", t::grouped));
   d.add(def(avp_code::experimental_result_code, "Experimental-Result-Code", t::unsigned32));
@@ -64,8 +64,7 @@ dictionary make_base() {
   d.add(def(avp_code::proxy_info, "Proxy-Info", t::grouped));
   d.add(def(avp_code::proxy_state, "Proxy-State", t::octet_string));
   d.add(def(avp_code::redirect_host, "Redirect-Host", t::diameter_uri));
-  d.add(def(avp_code::redirect_host_usage, "Redirect-Host-Usage", t::enumerated,
-            flag_rule::must,
+  d.add(def(avp_code::redirect_host_usage, "Redirect-Host-Usage", t::enumerated, flag_rule::must,
             {{0, "DONT_CACHE"},
              {1, "ALL_SESSION"},
              {2, "ALL_REALM"},
@@ -130,15 +129,15 @@ dictionary make_base() {
              {8, "DIAMETER_SESSION_TIMEOUT"}}));
   d.add(def(avp_code::user_name, "User-Name", t::utf8_string));
   d.add(def(avp_code::vendor_id, "Vendor-Id", t::unsigned32));
-  d.add(def(avp_code::vendor_specific_application_id, "Vendor-Specific-Application-Id",
-            t::grouped));
+  d.add(
+      def(avp_code::vendor_specific_application_id, "Vendor-Specific-Application-Id", t::grouped));
   d.add(def(avp_code::e2e_sequence, "E2E-Sequence", t::grouped));
 
   // Section 3.1: commands.
   d.add(command_definition{command::capabilities_exchange, "Capabilities-Exchange", "CER", "CEA",
                            application::common_messages, false});
-  d.add(command_definition{command::re_auth, "Re-Auth", "RAR", "RAA",
-                           application::common_messages, true});
+  d.add(command_definition{command::re_auth, "Re-Auth", "RAR", "RAA", application::common_messages,
+                           true});
   d.add(command_definition{command::accounting, "Accounting", "ACR", "ACA",
                            application::base_accounting, true});
   d.add(command_definition{command::abort_session, "Abort-Session", "ASR", "ASA",

@@ -14,8 +14,7 @@ message_builder::message_builder(std::vector<std::uint8_t>& out, const message_h
   if (std::uint8_t* p = reserve(header_size)) header.write(p);
 }
 
-message_builder::message_builder(std::span<std::uint8_t> out,
-                                 const message_header& header) noexcept
+message_builder::message_builder(std::span<std::uint8_t> out, const message_header& header) noexcept
     : fixed_(out) {
   if (std::uint8_t* p = reserve(header_size)) header.write(p);
 }
@@ -70,8 +69,7 @@ std::uint8_t* message_builder::begin_avp(std::uint32_t code, std::uint8_t flags,
   return p + hsize;
 }
 
-message_builder& message_builder::add_octets(std::uint32_t code,
-                                             std::span<const std::uint8_t> data,
+message_builder& message_builder::add_octets(std::uint32_t code, std::span<const std::uint8_t> data,
                                              std::uint8_t flags, std::uint32_t vendor_id) {
   if (std::uint8_t* p = begin_avp(code, flags, vendor_id, data.size()); p && !data.empty()) {
     std::memcpy(p, data.data(), data.size());
@@ -81,8 +79,8 @@ message_builder& message_builder::add_octets(std::uint32_t code,
 
 message_builder& message_builder::add_string(std::uint32_t code, std::string_view text,
                                              std::uint8_t flags, std::uint32_t vendor_id) {
-  return add_octets(
-      code, {reinterpret_cast<const std::uint8_t*>(text.data()), text.size()}, flags, vendor_id);
+  return add_octets(code, {reinterpret_cast<const std::uint8_t*>(text.data()), text.size()}, flags,
+                    vendor_id);
 }
 
 message_builder& message_builder::add_unsigned32(std::uint32_t code, std::uint32_t v,
@@ -128,8 +126,8 @@ message_builder& message_builder::add_address(std::uint32_t code, const ip_addre
   return *this;
 }
 
-message_builder& message_builder::add_time(std::uint32_t code, diameter_time t,
-                                           std::uint8_t flags, std::uint32_t vendor_id) {
+message_builder& message_builder::add_time(std::uint32_t code, diameter_time t, std::uint8_t flags,
+                                           std::uint32_t vendor_id) {
   std::error_code ec;
   const std::uint32_t ntp = to_ntp_seconds(t, ec);
   if (ec) {
@@ -166,15 +164,24 @@ namespace {
 bool fits(avp_type t, const avp_value& v) noexcept {
   switch (t) {
     case avp_type::integer32:
-    case avp_type::enumerated: return std::holds_alternative<std::int32_t>(v);
-    case avp_type::integer64: return std::holds_alternative<std::int64_t>(v);
-    case avp_type::unsigned32: return std::holds_alternative<std::uint32_t>(v);
-    case avp_type::unsigned64: return std::holds_alternative<std::uint64_t>(v);
-    case avp_type::float32: return std::holds_alternative<float>(v);
-    case avp_type::float64: return std::holds_alternative<double>(v);
-    case avp_type::address: return std::holds_alternative<ip_address>(v);
-    case avp_type::time: return std::holds_alternative<diameter_time>(v);
-    case avp_type::grouped: return false;
+    case avp_type::enumerated:
+      return std::holds_alternative<std::int32_t>(v);
+    case avp_type::integer64:
+      return std::holds_alternative<std::int64_t>(v);
+    case avp_type::unsigned32:
+      return std::holds_alternative<std::uint32_t>(v);
+    case avp_type::unsigned64:
+      return std::holds_alternative<std::uint64_t>(v);
+    case avp_type::float32:
+      return std::holds_alternative<float>(v);
+    case avp_type::float64:
+      return std::holds_alternative<double>(v);
+    case avp_type::address:
+      return std::holds_alternative<ip_address>(v);
+    case avp_type::time:
+      return std::holds_alternative<diameter_time>(v);
+    case avp_type::grouped:
+      return false;
     case avp_type::octet_string:
     case avp_type::utf8_string:
     case avp_type::diameter_identity:

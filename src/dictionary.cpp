@@ -49,7 +49,8 @@ void dictionary::reindex() {
     if (!c.request_abbr.empty()) command_by_name_[c.request_abbr] = &c;
     if (!c.answer_abbr.empty()) command_by_name_[c.answer_abbr] = &c;
   }
-  for (const auto& a : applications_) application_by_id_[a.id] = &a;
+  for (const auto& a : applications_)
+    application_by_id_[a.id] = &a;
 }
 
 void dictionary::add(avp_definition def) {
@@ -87,9 +88,12 @@ void dictionary::add(application_definition def) {
 
 void dictionary::merge(const dictionary& other) {
   if (&other == this) return;
-  for (const auto& d : other.avps_) add(d);
-  for (const auto& c : other.commands_) add(c);
-  for (const auto& a : other.applications_) add(a);
+  for (const auto& d : other.avps_)
+    add(d);
+  for (const auto& c : other.commands_)
+    add(c);
+  for (const auto& a : other.applications_)
+    add(a);
 }
 
 const avp_definition* dictionary::find_avp(std::uint32_t code,

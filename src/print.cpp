@@ -108,9 +108,13 @@ void append_value(std::string& out, const avp& a, const avp_definition& def) {
     case avp_type::utf8_string:
     case avp_type::diameter_identity:
     case avp_type::diameter_uri:
-    case avp_type::ip_filter_rule: append_quoted(out, a.as_string()); break;
+    case avp_type::ip_filter_rule:
+      append_quoted(out, a.as_string());
+      break;
     case avp_type::octet_string:
-    case avp_type::grouped: out += to_hex(a.data()); break;
+    case avp_type::grouped:
+      out += to_hex(a.data());
+      break;
   }
   if (ec) {
     out += "!! ";
@@ -153,7 +157,8 @@ void render_one(std::string& out, const avp& a, const dictionary& dict, int inde
 }
 
 void render(std::string& out, avp_range range, const dictionary& dict, int indent) {
-  for (const avp& a : range) render_one(out, a, dict, indent);
+  for (const avp& a : range)
+    render_one(out, a, dict, indent);
   if (auto ec = range.error()) {
     out.append(static_cast<std::size_t>(indent), ' ');
     out += "!! malformed: ";
@@ -214,8 +219,7 @@ std::vector<std::uint8_t> from_hex(std::string_view text, bool& ok) {
   for (std::size_t i = 0; i < text.size(); ++i) {
     const char c = text[i];
     if (c == ' ' || c == '\n' || c == '\r' || c == '\t' || c == ':') continue;
-    if (c == '0' && i + 1 < text.size() && (text[i + 1] == 'x' || text[i + 1] == 'X') &&
-        high < 0) {
+    if (c == '0' && i + 1 < text.size() && (text[i + 1] == 'x' || text[i + 1] == 'X') && high < 0) {
       ++i;
       continue;
     }

@@ -10,21 +10,36 @@ namespace diampool {
 
 std::string_view to_string(avp_type t) noexcept {
   switch (t) {
-    case avp_type::octet_string: return "OctetString";
-    case avp_type::integer32: return "Integer32";
-    case avp_type::integer64: return "Integer64";
-    case avp_type::unsigned32: return "Unsigned32";
-    case avp_type::unsigned64: return "Unsigned64";
-    case avp_type::float32: return "Float32";
-    case avp_type::float64: return "Float64";
-    case avp_type::grouped: return "Grouped";
-    case avp_type::address: return "Address";
-    case avp_type::time: return "Time";
-    case avp_type::utf8_string: return "UTF8String";
-    case avp_type::diameter_identity: return "DiameterIdentity";
-    case avp_type::diameter_uri: return "DiameterURI";
-    case avp_type::enumerated: return "Enumerated";
-    case avp_type::ip_filter_rule: return "IPFilterRule";
+    case avp_type::octet_string:
+      return "OctetString";
+    case avp_type::integer32:
+      return "Integer32";
+    case avp_type::integer64:
+      return "Integer64";
+    case avp_type::unsigned32:
+      return "Unsigned32";
+    case avp_type::unsigned64:
+      return "Unsigned64";
+    case avp_type::float32:
+      return "Float32";
+    case avp_type::float64:
+      return "Float64";
+    case avp_type::grouped:
+      return "Grouped";
+    case avp_type::address:
+      return "Address";
+    case avp_type::time:
+      return "Time";
+    case avp_type::utf8_string:
+      return "UTF8String";
+    case avp_type::diameter_identity:
+      return "DiameterIdentity";
+    case avp_type::diameter_uri:
+      return "DiameterURI";
+    case avp_type::enumerated:
+      return "Enumerated";
+    case avp_type::ip_filter_rule:
+      return "IPFilterRule";
   }
   return "?";
 }

@@ -29,8 +29,8 @@ int decode_stream(std::span<const std::uint8_t> bytes, std::size_t max_size) {
     std::error_code ec;
     const auto r = decoder.put(bytes.subspan(offset), ec);
     if (r.status == decode_status::error) {
-      std::cerr << "diampool decode: malformed message at byte " << offset << ": "
-                << ec.message() << "\n";
+      std::cerr << "diampool decode: malformed message at byte " << offset << ": " << ec.message()
+                << "\n";
       return 2;
     }
     offset += r.consumed;
@@ -38,15 +38,15 @@ int decode_stream(std::span<const std::uint8_t> bytes, std::size_t max_size) {
     const message_view& msg = decoder.message();
     std::cout << to_text(msg);
     if (auto bad = check_avps(msg, dictionary::base())) {
-      std::cerr << "diampool decode: message " << count << " has malformed AVPs: "
-                << bad.message() << "\n";
+      std::cerr << "diampool decode: message " << count << " has malformed AVPs: " << bad.message()
+                << "\n";
       return 2;
     }
     ++count;
   }
   if (decoder.bytes_needed() != header_size || count == 0) {
-    std::cerr << "diampool decode: input ends inside a message ("
-              << decoder.bytes_needed() << " more bytes needed)\n";
+    std::cerr << "diampool decode: input ends inside a message (" << decoder.bytes_needed()
+              << " more bytes needed)\n";
     return 2;
   }
   return 0;
@@ -73,7 +73,8 @@ void add_decode(CLI::App& app, int& exit_code) {
       }
       text.assign(std::istreambuf_iterator<char>(in), {});
     } else if (!opts->hex.empty()) {
-      for (const auto& h : opts->hex) text += h;
+      for (const auto& h : opts->hex)
+        text += h;
     } else {
       text.assign(std::istreambuf_iterator<char>(std::cin), {});
     }

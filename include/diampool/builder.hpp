@@ -24,9 +24,9 @@ namespace diampool {
 /// A value for dictionary-driven building. The alternative must fit the AVP's type:
 /// int32_t for Integer32 and Enumerated, std::string_view for OctetString and every text
 /// type, ip_address for Address, diameter_time for Time, and so on.
-using avp_value = std::variant<std::int32_t, std::int64_t, std::uint32_t, std::uint64_t, float,
-                               double, std::string_view, std::span<const std::uint8_t>,
-                               ip_address, diameter_time>;
+using avp_value =
+    std::variant<std::int32_t, std::int64_t, std::uint32_t, std::uint64_t, float, double,
+                 std::string_view, std::span<const std::uint8_t>, ip_address, diameter_time>;
 
 class message_builder {
  public:
@@ -79,8 +79,7 @@ class message_builder {
                                std::uint32_t vendor_id = 0);
   /// time_out_of_range outside 1968-01-20 .. 2104-02-26.
   message_builder& add_time(std::uint32_t code, diameter_time t,
-                            std::uint8_t flags = avp_flags::mandatory,
-                            std::uint32_t vendor_id = 0);
+                            std::uint8_t flags = avp_flags::mandatory, std::uint32_t vendor_id = 0);
 
   /// Opens a Grouped AVP: AVPs added until end_group() go inside it. Groups nest.
   group begin_group(std::uint32_t code, std::uint8_t flags = avp_flags::mandatory,

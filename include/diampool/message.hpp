@@ -55,8 +55,7 @@ struct message_header {
 
 /// Checks the first 20 bytes of a frame: version 1, length at least 20, a multiple of 4 and
 /// at most `max_size`. Returns the length, or 0 with `ec` set.
-std::size_t check_header(const std::uint8_t* p, std::size_t max_size,
-                         std::error_code& ec) noexcept;
+std::size_t check_header(const std::uint8_t* p, std::size_t max_size, std::error_code& ec) noexcept;
 
 /// A complete Diameter message viewed in place (no copy, no allocation).
 class message_view {

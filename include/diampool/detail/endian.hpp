@@ -38,6 +38,8 @@ inline void store_u64(std::uint8_t* p, std::uint64_t v) noexcept {
 }
 
 /// Bytes of padding that bring `n` to a multiple of 4.
-constexpr std::size_t padding(std::size_t n) noexcept { return (4 - (n & 3)) & 3; }
+constexpr std::size_t padding(std::size_t n) noexcept {
+  return (4 - (n & 3)) & 3;
+}
 
 }  // namespace diampool::detail

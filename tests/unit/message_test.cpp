@@ -1,0 +1,107 @@
+#include "diampool/message.hpp"
+
+#include <gtest/gtest.h>
+
+#include "diampool/error.hpp"
+#include "samples.hpp"
+
+namespace diampool {
+namespace {
+
+TEST(message_header, writes_and_reads_every_field) {
+  message_header h;
+  h.length = 0x123456;
+  h.flags = cmd_flags::request | cmd_flags::proxiable | cmd_flags::error | cmd_flags::retransmit;
+  h.command_code = 0xABCDEF;
+  h.application_id = 0xFFFFFFFF;
+  h.hop_by_hop = 0x01020304;
+  h.end_to_end = 0xF1F2F3F4;
+  std::uint8_t buf[header_size];
+  h.write(buf);
+  EXPECT_EQ(buf[0], 1);
+  EXPECT_EQ(buf[1], 0x12);
+  EXPECT_EQ(buf[3], 0x56);
+  EXPECT_EQ(buf[4], 0xF0);
+  EXPECT_EQ(buf[5], 0xAB);
+  EXPECT_EQ(message_header::read(buf), h);
+  const auto r = message_header::read(buf);
+  EXPECT_TRUE(r.is_request());
+  EXPECT_TRUE(r.is_proxiable());
+  EXPECT_TRUE(r.is_error());
+  EXPECT_TRUE(r.is_retransmit());
+}
+
+TEST(check_header, accepts_good_and_names_each_fault) {
+  std::uint8_t buf[header_size] = {1, 0, 0, 20};
+  std::error_code ec;
+  EXPECT_EQ(check_header(buf, 1000, ec), 20U);
+  EXPECT_FALSE(ec);
+  buf[0] = 2;
+  EXPECT_EQ(check_header(buf, 1000, ec), 0U);
+  EXPECT_EQ(ec, error::bad_version);
+  buf[0] = 1;
+  for (std::uint8_t len = 0; len < 20; ++len) {
+    buf[3] = len;
+    check_header(buf, 1000, ec);
+    EXPECT_EQ(ec, error::message_too_short) << int{len};
+  }
+  buf[3] = 22;
+  check_header(buf, 1000, ec);
+  EXPECT_EQ(ec, error::bad_message_length);
+  buf[1] = 0xFF;  // 16 MiB - ish
+  buf[3] = 0xFC;
+  check_header(buf, default_max_message_size, ec);
+  EXPECT_EQ(ec, error::message_too_long);
+  EXPECT_EQ(ec, condition::malformed_message);
+}
+
+TEST(message_view, parses_the_reference_cer) {
+  const auto bytes = test::hex(test::reference_cer_hex);
+  std::error_code ec;
+  const auto m = message_view::parse(bytes, ec);
+  ASSERT_FALSE(ec);
+  EXPECT_EQ(m.header().length, 128U);
+  EXPECT_EQ(m.header().command_code, 257U);
+  EXPECT_TRUE(m.header().is_request());
+  EXPECT_EQ(m.header().hop_by_hop, 1U);
+  EXPECT_EQ(m.header().end_to_end, 1U);
+  EXPECT_EQ(m.body().size(), 108U);
+  auto host = m.find(avp_code::origin_host);
+  ASSERT_TRUE(host);
+  EXPECT_EQ(host->as_string(), "client.example.com");
+  auto app = m.find(avp_code::auth_application_id);
+  ASSERT_TRUE(app);
+  EXPECT_EQ(app->as_unsigned32(), 16777215U);
+  EXPECT_FALSE(m.find(avp_code::result_code));
+  EXPECT_FALSE(m.find(avp_code::origin_host, 10415));
+}
+
+TEST(message_view, rejects_length_that_does_not_match_the_bytes) {
+  auto bytes = test::hex(test::reference_cer_hex);
+  std::error_code ec;
+  message_view::parse(std::span(bytes).first(124), ec);
+  EXPECT_EQ(ec, error::bad_message_length);
+  bytes.resize(132, 0);
+  message_view::parse(bytes, ec);
+  EXPECT_EQ(ec, error::bad_message_length);
+  message_view::parse(std::span(bytes).first(10), ec);
+  EXPECT_EQ(ec, error::message_too_short);
+  message_view::parse(std::span(bytes).first(128), ec, 100);
+  EXPECT_EQ(ec, error::message_too_long);
+}
+
+TEST(message_view, find_stops_at_a_malformed_avp) {
+  auto bytes = test::hex(test::reference_cer_hex);
+  bytes[20 + 7] = 5;  // Origin-Host length 5: malformed before anything else
+  std::error_code ec;
+  const auto m = message_view::parse(bytes, ec);
+  ASSERT_FALSE(ec);
+  EXPECT_FALSE(m.find(avp_code::auth_application_id));
+  auto range = m.avps();
+  for ([[maybe_unused]] const avp& a : range) {
+  }
+  EXPECT_EQ(range.error(), error::bad_avp_length);
+}
+
+}  // namespace
+}  // namespace diampool
