@@ -137,6 +137,10 @@ message_builder& message_builder::add_time(std::uint32_t code, diameter_time t, 
   return add_unsigned32(code, ntp, flags, vendor_id);
 }
 
+message_builder& message_builder::add_avp(const avp& a) {
+  return add_octets(a.code(), a.data(), a.flags(), a.vendor_id());
+}
+
 message_builder::group message_builder::begin_group(std::uint32_t code, std::uint8_t flags,
                                                     std::uint32_t vendor_id) {
   const std::size_t offset = pos_;

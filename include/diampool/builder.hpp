@@ -81,6 +81,10 @@ class message_builder {
   message_builder& add_time(std::uint32_t code, diameter_time t,
                             std::uint8_t flags = avp_flags::mandatory, std::uint32_t vendor_id = 0);
 
+  /// Copies a received AVP as it is: code, flags, vendor and data (e.g. into Failed-AVP, or
+  /// echoing a request's AVP in its answer).
+  message_builder& add_avp(const avp& a);
+
   /// Opens a Grouped AVP: AVPs added until end_group() go inside it. Groups nest.
   group begin_group(std::uint32_t code, std::uint8_t flags = avp_flags::mandatory,
                     std::uint32_t vendor_id = 0);

@@ -299,6 +299,19 @@ TEST(message_builder, dictionary_entries_reject_mismatched_values) {
   EXPECT_EQ(b.error(), error::type_mismatch);
 }
 
+TEST(message_builder, copies_received_avps_as_they_are) {
+  // Rebuild every sample from its parsed top-level AVPs: the bytes must come out identical.
+  for (const auto& msg : test::base_messages()) {
+    const auto m = parse_ok(msg);
+    std::vector<std::uint8_t> out;
+    message_builder b(out, m.header());
+    for (const avp& a : m.avps()) b.add_avp(a);
+    EXPECT_EQ(out.size(), msg.size());
+    const auto bytes = b.finish();
+    EXPECT_TRUE(std::ranges::equal(bytes, msg));
+  }
+}
+
 TEST(message_builder, every_base_message_parses_back) {
   for (const auto& msg : test::base_messages()) {
     const auto m = parse_ok(msg);
