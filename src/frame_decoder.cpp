@@ -9,7 +9,7 @@ namespace diampool {
 namespace {
 // A gathering buffer larger than this is released after its message, so one big message does
 // not pin its size for the life of the connection.
-constexpr std::size_t keep_capacity = 64 * 1024;
+constexpr std::size_t keep_capacity = std::size_t{64} * 1024;
 }  // namespace
 
 decode_result frame_decoder::put(std::span<const std::uint8_t> bytes, std::error_code& ec) {

@@ -13,6 +13,9 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
+  } catch (const std::exception& e) {
+    std::cerr << "diampool: " << e.what() << "\n";
+    return 1;
   }
   return exit_code;
 }

@@ -34,7 +34,8 @@ inline constexpr std::uint32_t tgpp = 10415;
 /// Base protocol AVP codes (RFC 6733 section 4.5 and 9.8).
 namespace avp_code {
 inline constexpr std::uint32_t user_name = 1;
-inline constexpr std::uint32_t class_ = 25;
+// "class" is a keyword, hence the underscore.
+inline constexpr std::uint32_t class_ = 25;  // NOLINT(readability-identifier-naming)
 inline constexpr std::uint32_t session_timeout = 27;
 inline constexpr std::uint32_t proxy_state = 33;
 inline constexpr std::uint32_t acct_session_id = 44;

@@ -16,7 +16,7 @@ inline constexpr std::size_t header_size = 20;
 
 /// Default maximum message size accepted by decoders (64 KiB): large enough for any base
 /// protocol or common 3GPP message, small enough that a hostile length costs nothing.
-inline constexpr std::size_t default_max_message_size = 64 * 1024;
+inline constexpr std::size_t default_max_message_size = std::size_t{64} * 1024;
 
 /// Largest value of the 24-bit Message Length and AVP Length fields.
 inline constexpr std::size_t max_length_field = 0xFFFFFF;
