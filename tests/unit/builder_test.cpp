@@ -305,7 +305,8 @@ TEST(message_builder, copies_received_avps_as_they_are) {
     const auto m = parse_ok(msg);
     std::vector<std::uint8_t> out;
     message_builder b(out, m.header());
-    for (const avp& a : m.avps()) b.add_avp(a);
+    for (const avp& a : m.avps())
+      b.add_avp(a);
     EXPECT_EQ(out.size(), msg.size());
     const auto bytes = b.finish();
     EXPECT_TRUE(std::ranges::equal(bytes, msg));
