@@ -73,12 +73,61 @@ enum class error {
 
   /// A grouped AVP was opened and not closed, or closed out of order.
   unbalanced_group,
+
+  // ---- connections and requests ----
+
+  /// The connection closed (or failed) before the request got its answer.
+  connection_closed,
+
+  /// The TCP connection (name resolution included) was not established in time.
+  connection_timeout,
+
+  /// The capabilities exchange failed: the CEA carried a Result-Code other than 2001, no
+  /// common application, no CEA within cer_timeout, or the peer closed first. The details
+  /// (Result-Code, Error-Message, Failed-AVP) are kept with the connection.
+  handshake_failed,
+
+  /// The peer left max_dwr_failures watchdog requests (DWR) unanswered.
+  watchdog_timeout,
+
+  /// The peer sent a Disconnect-Peer-Request and the connection was closed.
+  disconnected_by_peer,
+
+  /// The request's deadline passed before its answer arrived.
+  timed_out,
+
+  /// The request was cancelled by its caller.
+  cancelled,
+
+  /// The connection is not open for requests (not connected yet, handshake or reopen under
+  /// way, closing, or closed).
+  not_open,
+
+  /// The bytes given as a request are not a well-formed Diameter request (R flag clear,
+  /// malformed header or AVPs).
+  invalid_request,
+
+  /// The connection's send queue is full (send_buffer_size requests waiting to be written).
+  send_queue_full,
+
+  /// A configuration value is invalid; the log and validate() name the field.
+  invalid_config,
 };
 
 /// Conditions that group diampool errors (and, where they fit, system errors) by kind.
 enum class condition {
   /// The bytes received are not a well-formed Diameter message.
   malformed_message = 1,
+
+  /// A deadline or timeout expired (request deadline, dial timeout, or a system timeout).
+  timeout,
+
+  /// The operation was cancelled (by its caller, or an asio / std cancellation).
+  cancelled,
+
+  /// The connection could not be established or was lost (closed, refused, reset, handshake
+  /// or watchdog failure, disconnected by the peer).
+  connection_failed,
 };
 
 /// The category of diampool::error values; its name() is "diampool".

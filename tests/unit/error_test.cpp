@@ -44,5 +44,24 @@ TEST(error, malformed_input_errors_map_to_the_malformed_condition) {
             "malformed Diameter message");
 }
 
+TEST(error, timeouts_cancellations_and_connection_failures_have_conditions) {
+  EXPECT_EQ(std::error_code(error::timed_out), condition::timeout);
+  EXPECT_EQ(std::error_code(error::connection_timeout), condition::timeout);
+  EXPECT_EQ(std::make_error_code(std::errc::timed_out), condition::timeout);
+  EXPECT_NE(std::error_code(error::cancelled), condition::timeout);
+  EXPECT_EQ(std::error_code(error::cancelled), condition::cancelled);
+  EXPECT_EQ(std::make_error_code(std::errc::operation_canceled), condition::cancelled);
+  EXPECT_EQ(std::error_code(ECONNREFUSED, std::system_category()), condition::connection_failed);
+  EXPECT_EQ(std::error_code(ECONNRESET, std::system_category()), condition::connection_failed);
+  for (error e : {error::connection_closed, error::handshake_failed, error::watchdog_timeout,
+                  error::disconnected_by_peer}) {
+    EXPECT_EQ(std::error_code(e), condition::connection_failed) << std::error_code(e).message();
+    EXPECT_NE(std::error_code(e), condition::timeout);
+  }
+  EXPECT_NE(std::error_code(error::invalid_config), condition::connection_failed);
+  EXPECT_NE(std::error_code(ENOENT, std::system_category()), condition::connection_failed);
+  EXPECT_NE(std::error_code(ETIMEDOUT, std::system_category()), condition::cancelled);
+}
+
 }  // namespace
 }  // namespace diampool

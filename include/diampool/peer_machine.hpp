@@ -1,0 +1,320 @@
+// diampool: the sans-I/O Diameter peer state machine.
+//
+// One peer_machine is the protocol logic of one Diameter connection: capabilities exchange
+// (CER/CEA), the RFC 3539 watchdog (DWR/DWA), disconnect (DPR/DPA), Hop-by-Hop allocation and
+// answer matching, per-request deadlines. It does no I/O and reads no clock: the driver (the
+// asio transport, or a test) feeds it events with the current time, writes the bytes it
+// produces, delivers the events it emits, and wakes it at next_deadline(). No asio include.
+//
+// Not thread-safe: one driver, one thread (or strand) at a time.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <optional>
+#include <random>
+#include <span>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <unordered_map>
+#include <variant>
+#include <vector>
+
+#include "diampool/codes.hpp"
+#include "diampool/error.hpp"
+#include "diampool/frame_decoder.hpp"
+#include "diampool/message.hpp"
+#include "diampool/types.hpp"
+
+namespace diampool {
+
+/// The clock every deadline is measured on. Tests use any time_point they like.
+using steady_time = std::chrono::steady_clock::time_point;
+
+/// Connection states (the seed's, plus CLOSING while our DPR waits for its DPA).
+enum class peer_state : std::uint8_t {
+  disconnected,  ///< Not connected, nothing under way.
+  connecting,    ///< TCP connection (and name resolution) under way.
+  cer_sent,      ///< CER written, waiting for the CEA.
+  open,          ///< Capabilities exchanged; requests flow.
+  dwr_sent,      ///< Open, with a watchdog request (DWR) waiting for its DWA.
+  closing,       ///< Our DPR sent; waiting for the DPA (answers still delivered).
+  failed,        ///< Lost: handshake, watchdog, malformed input or transport failure.
+  reconnecting,  ///< Waiting to connect again (backoff).
+  closed,        ///< Closed cleanly (DPR/DPA either way, or closed before opening).
+};
+
+std::string_view to_string(peer_state s) noexcept;
+
+/// OPEN and DWR_SENT: the states in which requests are sent (the seed's "active" states).
+constexpr bool is_active(peer_state s) noexcept {
+  return s == peer_state::open || s == peer_state::dwr_sent;
+}
+
+/// RFC 3539 section 3.4 watchdog states.
+enum class watchdog_state : std::uint8_t {
+  okay,     ///< Answers to watchdogs (or any traffic) arrive.
+  suspect,  ///< A DWR went unanswered; more will be tried until max_dwr_failures.
+  down,     ///< Too many DWRs unanswered: the connection failed.
+  reopen,   ///< Re-established after a failure: reopen_dwas DWAs are needed before traffic.
+};
+
+std::string_view to_string(watchdog_state s) noexcept;
+
+/// A Vendor-Specific-Application-Id: a vendor and an auth or acct application of it.
+struct vendor_application {
+  std::uint32_t vendor_id = 0;
+  std::uint32_t auth_application_id = 0;  ///< 0: none
+  std::uint32_t acct_application_id = 0;  ///< 0: none
+  friend bool operator==(const vendor_application&, const vendor_application&) = default;
+};
+
+/// What a CER advertises (ours) or a CEA advertised (the peer's).
+struct capabilities {
+  std::string origin_host;
+  std::string origin_realm;
+  /// Ours: empty means "the local addresses of the socket" (given to connected()).
+  std::vector<ip_address> host_ip_addresses;
+  std::uint32_t vendor_id = 0;
+  std::string product_name = "diampool";
+  std::optional<std::uint32_t> origin_state_id;
+  std::vector<std::uint32_t> supported_vendor_ids;
+  std::vector<std::uint32_t> auth_application_ids;
+  std::vector<std::uint32_t> acct_application_ids;
+  std::vector<vendor_application> vendor_specific_application_ids;
+  std::vector<std::uint32_t> inband_security_ids;  ///< e.g. {0} for NO_INBAND_SECURITY
+  std::optional<std::uint32_t> firmware_revision;
+};
+
+/// Settings of one peer connection. Names of the seed's PoolConfig in brackets.
+struct peer_config {
+  capabilities local;
+  std::chrono::nanoseconds cer_timeout = std::chrono::seconds(5);  ///< [CERTimeout]
+  /// Tw of RFC 3539: a DWR is sent after this long without receiving anything. [DWRInterval]
+  /// RFC 3539 recommends at least 6 s; shorter values are allowed (tests, labs).
+  std::chrono::nanoseconds dwr_interval = std::chrono::seconds(30);
+  /// Each Tw is drawn uniformly from [dwr_interval - jitter, dwr_interval + jitter].
+  std::chrono::nanoseconds dwr_jitter = std::chrono::seconds(2);
+  std::chrono::nanoseconds dwr_timeout = std::chrono::seconds(10);  ///< [DWRTimeout]
+  unsigned max_dwr_failures = 3;                                    ///< [MaxDWRFailures]
+  /// DWAs needed after a reconnection before requests flow again (RFC 3539 REOPEN).
+  unsigned reopen_dwas = 3;
+  /// How long our DPR waits for its DPA before the connection is closed anyway.
+  std::chrono::nanoseconds dpa_timeout = std::chrono::seconds(2);
+  /// Disconnect-Cause of the DPR we send on close().
+  std::int32_t disconnect_cause = disconnect_cause::rebooting;
+  std::size_t max_message_size = default_max_message_size;
+  /// true: requests from the peer (other than DWR/DPR) are emitted as peer_request events and
+  /// answered through send_answer(); false: answered at once with 3001 and the E bit.
+  bool handle_peer_requests = false;
+
+  /// invalid_config naming the first bad field in `field`, or success.
+  std::error_code validate(std::string* field = nullptr) const;
+};
+
+/// Why the capabilities exchange failed.
+struct handshake_failure {
+  std::uint32_t result_code = 0;         ///< The CEA's Result-Code; 0 if no CEA came.
+  std::string error_message;             ///< The CEA's Error-Message, if any.
+  std::vector<std::uint8_t> failed_avp;  ///< The CEA's Failed-AVP data, if any.
+  std::string reason;                    ///< What happened, for logs.
+};
+
+// ---- events the machine emits ----
+
+/// The state changed.
+struct state_changed {
+  peer_state from;
+  peer_state to;
+};
+/// The answer to request `request` arrived; `message` carries the caller's own Hop-by-Hop id.
+struct answer_received {
+  std::uint64_t request;
+  std::vector<std::uint8_t> message;
+};
+/// Request `request` failed; it will get no other outcome.
+struct request_failed {
+  std::uint64_t request;
+  std::error_code error;
+};
+/// A request from the peer for the user's handler (handle_peer_requests); answer it with
+/// send_answer(), keeping its Hop-by-Hop and End-to-End ids.
+struct peer_request {
+  std::vector<std::uint8_t> message;
+};
+/// An answer matched no pending request (late, duplicate, or unknown Hop-by-Hop id).
+struct unmatched_answer {
+  std::uint32_t hop_by_hop;
+  std::uint32_t command_code;
+};
+/// The driver must close the transport once the output is written. `reason` is empty for a
+/// clean close (DPR/DPA) and says what went wrong otherwise.
+struct close_transport {
+  std::error_code reason;
+};
+
+using peer_event = std::variant<state_changed, answer_received, request_failed, peer_request,
+                                unmatched_answer, close_transport>;
+
+/// Counters of one connection (monotonic).
+struct peer_counters {
+  std::uint64_t messages_sent = 0;
+  std::uint64_t messages_received = 0;
+  std::uint64_t bytes_sent = 0;
+  std::uint64_t bytes_received = 0;
+  std::uint64_t requests_sent = 0;     ///< Application requests.
+  std::uint64_t answers_received = 0;  ///< Matched application answers.
+  std::uint64_t requests_timed_out = 0;
+  std::uint64_t requests_cancelled = 0;
+  std::uint64_t unmatched_answers = 0;
+  std::uint64_t dwr_sent = 0;
+  std::uint64_t dwa_received = 0;
+  std::uint64_t dwr_received = 0;
+  std::uint64_t dwr_failures = 0;
+  std::uint64_t peer_requests = 0;  ///< Requests from the peer other than DWR/DPR.
+};
+
+class peer_machine {
+ public:
+  /// `seed` drives the Hop-by-Hop start, the End-to-End low bits and the watchdog jitter;
+  /// `unix_seconds` (wall clock, for the End-to-End high bits of RFC 6733 section 3).
+  peer_machine(peer_config config, std::uint64_t seed, std::uint64_t unix_seconds);
+
+  // ---- transport events ----
+
+  /// A TCP connection attempt starts (DISCONNECTED/CLOSED/FAILED/RECONNECTING -> CONNECTING).
+  void start_connecting(steady_time now);
+  /// The connection is waiting to be retried (FAILED/CLOSED -> RECONNECTING).
+  void start_reconnecting(steady_time now);
+  /// The TCP connection is up: writes the CER (CONNECTING -> CER_SENT). `local` are the
+  /// socket's local addresses, used for Host-IP-Address when the config names none.
+  /// `reopen`: this replaces a failed connection, so RFC 3539 REOPEN applies after the CEA.
+  void connected(steady_time now, std::span<const ip_address> local, bool reopen = false);
+  /// Bytes arrived from the peer.
+  void receive(steady_time now, std::span<const std::uint8_t> bytes);
+  /// Time passed: handles every deadline at or before `now`.
+  void advance(steady_time now);
+  /// The transport failed or hit EOF. Pending requests fail; the state becomes FAILED (or
+  /// CLOSED when a DPR exchange was under way or done).
+  void connection_lost(steady_time now, std::error_code reason);
+
+  // ---- user events ----
+
+  /// Sends request `message` (R flag set, well formed) as request number `request` (any
+  /// value unique among pending ones). Assigns a Hop-by-Hop id (the caller's is restored in
+  /// the answer) and an End-to-End id if the message's is 0. Errors: not_open, invalid_request.
+  std::error_code send(steady_time now, std::uint64_t request,
+                       std::span<const std::uint8_t> message, steady_time deadline);
+  /// Forgets pending request `request`: no event follows for it, and its answer, if it comes,
+  /// is counted as unmatched. False if it was not pending.
+  bool cancel(std::uint64_t request);
+  /// Writes the user's answer to a peer_request (R clear, ids of the request).
+  std::error_code send_answer(std::span<const std::uint8_t> answer);
+  /// Graceful close: if active, sends DPR (config's Disconnect-Cause) and waits up to
+  /// dpa_timeout for the DPA while answers still arrive; then CLOSED. Pending requests still
+  /// unanswered then fail with `pending_error`. If not active, closes at once.
+  void close(steady_time now, std::error_code pending_error = error::connection_closed);
+
+  /// Sets the next Hop-by-Hop and End-to-End ids to allocate (tests of wrap-around; carrying a
+  /// sequence over from an earlier connection). Hop-by-Hop 0 is never used.
+  void set_next_ids(std::uint32_t hop_by_hop, std::uint32_t end_to_end) noexcept {
+    hbh_next_ = hop_by_hop;
+    e2e_next_ = end_to_end;
+  }
+
+  // ---- outputs ----
+
+  /// Bytes to write, in order. The driver swaps them out (take_output) and writes them.
+  const std::vector<std::uint8_t>& output() const noexcept { return out_; }
+  /// Moves the pending output into `into` (whose old contents are discarded; its capacity is
+  /// kept for the machine's next output, so a driver alternating two buffers never allocates).
+  void take_output(std::vector<std::uint8_t>& into) noexcept;
+  /// Events not yet taken, oldest first.
+  bool has_events() const noexcept { return !events_.empty(); }
+  peer_event next_event();
+  /// When advance() must be called next; nullopt when nothing is timed.
+  std::optional<steady_time> next_deadline() const noexcept;
+
+  // ---- state ----
+
+  peer_state state() const noexcept { return state_; }
+  watchdog_state watchdog() const noexcept { return watchdog_; }
+  /// Active and not in REOPEN: send() will accept requests.
+  bool ready() const noexcept { return is_active(state_) && watchdog_ != watchdog_state::reopen; }
+  std::size_t pending_requests() const noexcept { return pending_.size(); }
+  const peer_config& config() const noexcept { return config_; }
+  /// The peer's CEA (valid once the handshake succeeded).
+  const capabilities& peer() const noexcept { return peer_; }
+  const std::optional<handshake_failure>& handshake_error() const noexcept { return handshake_; }
+  /// The Disconnect-Cause of the peer's DPR, if it sent one.
+  std::optional<std::int32_t> peer_disconnect_cause() const noexcept { return peer_cause_; }
+  /// Why the connection failed or closed (empty while it has not).
+  std::error_code close_reason() const noexcept { return close_reason_; }
+  const peer_counters& counters() const noexcept { return counters_; }
+
+ private:
+  struct pending_entry {
+    std::uint64_t request;
+    std::uint32_t caller_hop_by_hop;
+    std::multimap<steady_time, std::uint32_t>::iterator deadline;
+  };
+
+  void set_state(peer_state s);
+  std::uint32_t allocate_hop_by_hop();
+  std::uint32_t next_end_to_end() noexcept { return e2e_next_++; }
+  std::chrono::nanoseconds draw_tw();
+  void handle(steady_time now, const message_view& msg);
+  void handle_cea(steady_time now, const message_view& msg);
+  void handle_request(steady_time now, const message_view& msg);
+  void handle_answer(const message_view& msg);
+  void write_cer();
+  void write_dwr(steady_time now);
+  void write_dpr(steady_time now);
+  void write_answer(const message_view& request, std::uint32_t result_code, bool error_bit);
+  void fail_handshake(std::uint32_t result_code, std::string reason, const message_view* cea);
+  /// Ends the connection: fails pending requests with `pending_error`, asks the driver to
+  /// close, enters `to` (FAILED or CLOSED).
+  void finish(peer_state to, std::error_code reason, std::error_code pending_error);
+  void fail_all_pending(std::error_code ec);
+  void count_output(std::size_t before);
+
+  peer_config config_;
+  std::mt19937_64 rng_;
+  peer_state state_ = peer_state::disconnected;
+  watchdog_state watchdog_ = watchdog_state::okay;
+  frame_decoder decoder_;
+  std::vector<std::uint8_t> out_;
+  std::deque<peer_event> events_;
+
+  std::uint32_t hbh_next_;
+  std::uint32_t e2e_next_;
+  std::unordered_map<std::uint32_t, pending_entry> pending_;
+  std::unordered_map<std::uint64_t, std::uint32_t> hbh_of_request_;
+  std::multimap<steady_time, std::uint32_t> deadlines_;
+  std::error_code pending_close_error_ = error::connection_closed;
+
+  // Hop-by-Hop ids of our own CER, DWR and DPR (0 when none outstanding).
+  std::uint32_t cer_hbh_ = 0;
+  std::uint32_t dwr_hbh_ = 0;
+  std::uint32_t dpr_hbh_ = 0;
+  steady_time cer_deadline_{};
+  steady_time dpa_deadline_{};
+  steady_time last_received_{};
+  std::chrono::nanoseconds tw_{};
+  steady_time dwr_deadline_{};
+  unsigned dwr_failures_ = 0;
+  unsigned reopen_count_ = 0;
+  bool reopen_pending_ = false;
+  std::vector<ip_address> local_addresses_;
+
+  capabilities peer_;
+  std::optional<handshake_failure> handshake_;
+  std::optional<std::int32_t> peer_cause_;
+  std::error_code close_reason_;
+  peer_counters counters_;
+};
+
+}  // namespace diampool
