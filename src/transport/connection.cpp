@@ -1,0 +1,803 @@
+#include "diampool/connection.hpp"
+
+#include <algorithm>
+#include <asio/bind_cancellation_slot.hpp>
+#include <asio/bind_executor.hpp>
+#include <asio/connect.hpp>
+#include <asio/ip/tcp.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/strand.hpp>
+#include <asio/use_future.hpp>
+#include <asio/write.hpp>
+#include <charconv>
+#include <deque>
+#include <future>
+#include <mutex>
+#include <random>
+#include <unordered_map>
+
+namespace diampool {
+
+using clock = std::chrono::steady_clock;
+using tcp = asio::ip::tcp;
+
+std::error_code connection_config::validate(std::string* field) const {
+  auto bad = [&](const char* name) {
+    if (field != nullptr) *field = name;
+    return std::error_code(error::invalid_config);
+  };
+  if (auto ec = peer.validate(field)) return ec;
+  if (dial_timeout <= std::chrono::nanoseconds::zero()) return bad("dial_timeout");
+  if (send_buffer_size == 0) return bad("send_buffer_size");
+  if (write_timeout <= std::chrono::nanoseconds::zero()) return bad("write_timeout");
+  if (read_buffer_size < 1024) return bad("read_buffer_size");
+  if (field != nullptr) field->clear();
+  return {};
+}
+
+std::error_code split_address(std::string_view address, std::string& host, std::string& port) {
+  const std::error_code invalid = std::make_error_code(std::errc::invalid_argument);
+  std::string_view h;
+  std::string_view p;
+  if (!address.empty() && address.front() == '[') {
+    const auto close = address.find(']');
+    if (close == std::string_view::npos || close + 1 >= address.size() ||
+        address[close + 1] != ':') {
+      return invalid;
+    }
+    h = address.substr(1, close - 1);
+    p = address.substr(close + 2);
+    if (h.find(':') == std::string_view::npos) return invalid;  // brackets are for IPv6
+  } else {
+    const auto colon = address.rfind(':');
+    if (colon == std::string_view::npos) return invalid;
+    h = address.substr(0, colon);
+    p = address.substr(colon + 1);
+    if (h.find(':') != std::string_view::npos) return invalid;  // IPv6 needs brackets
+  }
+  if (h.empty() || p.empty() || p.size() > 5) return invalid;
+  unsigned value = 0;
+  const auto [end, ec] = std::from_chars(p.data(), p.data() + p.size(), value);
+  if (ec != std::errc{} || end != p.data() + p.size() || value == 0 || value > 65535) {
+    return invalid;
+  }
+  host.assign(h);
+  port.assign(p);
+  return {};
+}
+
+// ---------------------------------------------------------------------------------------------
+
+namespace {
+
+// asio reports errno values in its own category and EOF in another; callers compare with
+// std::errc and diampool conditions, so errors leave the transport in the standard categories.
+std::error_code normalize(std::error_code ec) {
+  if (ec.category() == asio::error::get_system_category()) {
+    return {ec.value(), std::system_category()};
+  }
+  if (ec == asio::error::eof) return error::connection_closed;
+  return ec;
+}
+
+}  // namespace
+
+struct connection::impl : std::enable_shared_from_this<connection::impl> {
+  impl(executor_type ex, connection_config cfg, std::shared_ptr<logger> lg)
+      : config(std::move(cfg)),
+        log(std::move(lg)),
+        strand(asio::make_strand(ex)),
+        resolver(strand),
+        socket(strand),
+        timer(strand),
+        machine(make_machine()) {
+    read_buf.resize(config.read_buffer_size);
+  }
+
+  peer_machine make_machine() {
+    peer_config pc = config.peer;
+    pc.handle_peer_requests = static_cast<bool>(config.request_handler);
+    std::random_device rd;
+    const std::uint64_t seed = (std::uint64_t{rd()} << 32) ^ rd();
+    const auto unix_seconds = std::chrono::duration_cast<std::chrono::seconds>(
+                                  std::chrono::system_clock::now().time_since_epoch())
+                                  .count();
+    return peer_machine(std::move(pc), seed, static_cast<std::uint64_t>(unix_seconds));
+  }
+
+  // ---- state shared with other threads ----
+  connection_config config;
+  std::shared_ptr<logger> log;
+  std::atomic<peer_state> state{peer_state::disconnected};
+  std::atomic<bool> ready{false};
+  mutable std::mutex stats_mutex;
+  connection_stats published;
+
+  // ---- strand-only state ----
+  asio::strand<executor_type> strand;
+  tcp::resolver resolver;
+  tcp::socket socket;
+  asio::steady_timer timer;
+  steady_time timer_at = steady_time::max();
+  std::uint64_t timer_seq = 0;
+  peer_machine machine;
+  std::vector<std::uint8_t> read_buf;
+  std::vector<std::uint8_t> write_buf;
+  bool reading = false;
+  bool writing = false;
+  bool transport_closing = false;  // close_transport seen: flush, then close the socket
+  steady_time write_started{};
+  steady_time linger_deadline = steady_time::max();
+  std::size_t unwritten = 0;  // requests given to the machine whose bytes are not written
+  std::size_t in_output = 0;  // of those, still in the machine's output
+  std::size_t in_write = 0;   // of those, in the write under way
+  std::uint64_t socket_gen = 0;
+
+  std::unordered_map<std::uint64_t, std::unique_ptr<detail::send_op>> sends;
+  struct backlog_entry {
+    std::uint64_t id;
+    std::unique_ptr<detail::send_op> op;
+    std::vector<std::uint8_t> request;
+    steady_time deadline;
+  };
+  std::deque<backlog_entry> backlog;
+
+  std::unique_ptr<detail::connect_op> connect_op;
+  bool dialing = false;
+  bool dial_timed_out = false;
+  steady_time dial_deadline = steady_time::max();
+  steady_time connect_deadline = steady_time::max();
+  std::uint64_t connects = 0;
+  bool reopen_next = false;
+  std::string address;
+  std::vector<std::unique_ptr<detail::close_op>> close_ops;
+  std::error_code close_pending_error = error::connection_closed;
+  std::error_code last_error;
+  std::vector<peer_event> batch;  // events of one after_events() call (reused)
+
+  template <typename F>
+  auto on_strand(F&& f) {
+    return asio::bind_executor(strand, std::forward<F>(f));
+  }
+
+  void log_event(log_level level, std::string_view msg, std::initializer_list<log_field> extra) {
+    if (!log->enabled(level)) return;
+    std::vector<log_field> fields{{"address", address},
+                                  {"state", std::string(to_string(machine.state()))}};
+    fields.insert(fields.end(), extra.begin(), extra.end());
+    log->log(level, msg, fields);
+  }
+
+  // ---- connect ----
+
+  void do_connect(std::unique_ptr<detail::connect_op> op, std::string addr, steady_time deadline) {
+    if (connect_op || dialing) {
+      op->complete(std::make_error_code(std::errc::operation_in_progress));
+      return;
+    }
+    if (machine.ready()) {
+      op->complete({});
+      return;
+    }
+    const peer_state s = machine.state();
+    if (s != peer_state::disconnected && s != peer_state::failed && s != peer_state::closed &&
+        s != peer_state::reconnecting) {
+      op->complete(std::make_error_code(std::errc::operation_in_progress));
+      return;
+    }
+    std::string host;
+    std::string port;
+    if (auto ec = split_address(addr, host, port)) {
+      op->complete(ec);
+      return;
+    }
+    address = std::move(addr);
+    // RFC 3539 REOPEN: only when this replaces a connection that was open and then failed.
+    reopen_next = connects > 0 && (s == peer_state::failed || s == peer_state::reconnecting);
+    const steady_time now = clock::now();
+    connect_op = std::move(op);
+    connect_deadline = deadline;
+    dial_deadline = std::min(deadline, now + config.dial_timeout);
+    dialing = true;
+    dial_timed_out = false;
+    transport_closing = false;
+    linger_deadline = steady_time::max();
+    machine.start_connecting(now);
+    after_events();
+    ++socket_gen;
+    log_event(log_level::debug, "connecting", {});
+    resolver.async_resolve(
+        host, port,
+        on_strand([self = shared_from_this(), gen = socket_gen](
+                      const std::error_code& ec, tcp::resolver::results_type results) {
+          self->on_resolved(gen, ec, std::move(results));
+        }));
+  }
+
+  void on_resolved(std::uint64_t gen, std::error_code ec, tcp::resolver::results_type results) {
+    if (gen != socket_gen || !dialing) return;
+    if (ec) {
+      dial_failed(ec);
+      return;
+    }
+    asio::async_connect(
+        socket, results,
+        on_strand([self = shared_from_this(), gen](const std::error_code& e, const tcp::endpoint&) {
+          self->on_connected(gen, e);
+        }));
+  }
+
+  void dial_failed(std::error_code ec) {
+    ec = normalize(ec);
+    dialing = false;
+    if (dial_timed_out) ec = error::connection_timeout;
+    std::error_code ignored;
+    socket.close(ignored);
+    last_error = ec;
+    machine.connection_lost(clock::now(), ec);
+    if (machine.state() == peer_state::connecting) {
+      // Not connected yet: the machine has nothing to fail; mark it failed for the record.
+      machine.start_reconnecting(clock::now());
+    }
+    log_event(log_level::warn, "connect failed", {{"error", ec.message()}});
+    complete_connect(ec);
+    after_events();
+  }
+
+  void on_connected(std::uint64_t gen, std::error_code ec) {
+    if (gen != socket_gen || !dialing) return;
+    if (ec) {
+      dial_failed(ec);
+      return;
+    }
+    dialing = false;
+    dial_deadline = steady_time::max();
+    std::error_code ignored;
+    socket.set_option(tcp::no_delay(true), ignored);
+    std::vector<ip_address> local;
+    const auto ep = socket.local_endpoint(ignored);
+    if (!ignored) {
+      const auto a = ep.address();
+      if (a.is_v4()) {
+        local.push_back(ip_address::v4(a.to_v4().to_bytes()));
+      } else {
+        const auto v6 = a.to_v6();
+        if (v6.is_v4_mapped()) {
+          local.push_back(
+              ip_address::v4(asio::ip::make_address_v4(asio::ip::v4_mapped, v6).to_bytes()));
+        } else {
+          local.push_back(ip_address::v6(v6.to_bytes()));
+        }
+      }
+    }
+    machine.connected(clock::now(), local, reopen_next);
+    log_event(log_level::debug, "connected, CER sent", {});
+    start_read();
+    after_events();
+  }
+
+  void complete_connect(std::error_code ec) {
+    if (!connect_op) return;
+    auto op = std::move(connect_op);
+    connect_deadline = steady_time::max();
+    op->complete(ec);
+  }
+
+  void do_cancel_connect() {
+    if (!connect_op) return;
+    if (dialing) {
+      dialing = false;
+      resolver.cancel();
+      std::error_code ignored;
+      socket.close(ignored);
+      machine.start_reconnecting(clock::now());
+      complete_connect(error::cancelled);
+      after_events();
+      return;
+    }
+    // Handshake under way: give up on this connection.
+    complete_connect(error::cancelled);
+    abort_transport(error::cancelled);
+  }
+
+  // ---- reading and writing ----
+
+  void start_read() {
+    if (reading || !socket.is_open() || transport_closing) return;
+    reading = true;
+    socket.async_read_some(
+        asio::buffer(read_buf),
+        on_strand([self = shared_from_this(), gen = socket_gen](
+                      const std::error_code& ec, std::size_t n) { self->on_read(gen, ec, n); }));
+  }
+
+  void on_read(std::uint64_t gen, std::error_code ec, std::size_t n) {
+    if (gen != socket_gen) return;
+    reading = false;
+    if (transport_closing) return;
+    const steady_time now = clock::now();
+    if (ec) {
+      if (ec != asio::error::operation_aborted) {
+        last_error = normalize(ec);
+        machine.connection_lost(now, last_error);
+      }
+      after_events();
+      return;
+    }
+    machine.receive(now, std::span<const std::uint8_t>(read_buf.data(), n));
+    after_events();
+    start_read();
+  }
+
+  void flush() {
+    if (writing || machine.output().empty() || !socket.is_open()) return;
+    machine.take_output(write_buf);
+    in_write = in_output;
+    in_output = 0;
+    writing = true;
+    write_started = clock::now();
+    asio::async_write(
+        socket, asio::buffer(write_buf),
+        on_strand([self = shared_from_this(), gen = socket_gen](
+                      const std::error_code& ec, std::size_t) { self->on_written(gen, ec); }));
+  }
+
+  void on_written(std::uint64_t gen, std::error_code ec) {
+    if (gen != socket_gen) return;
+    writing = false;
+    unwritten -= in_write;
+    in_write = 0;
+    if (ec) {
+      if (ec != asio::error::operation_aborted) {
+        last_error = normalize(ec);
+        machine.connection_lost(clock::now(), last_error);
+      }
+      after_events();
+      return;
+    }
+    after_events();
+  }
+
+  // ---- requests ----
+
+  void do_send(std::unique_ptr<detail::send_op> op, std::uint64_t id,
+               std::vector<std::uint8_t> request, steady_time deadline) {
+    const steady_time now = clock::now();
+    if (!machine.ready()) {
+      op->complete(error::not_open, {});
+      return;
+    }
+    if (deadline <= now) {
+      op->complete(error::timed_out, {});
+      return;
+    }
+    if (unwritten >= config.send_buffer_size || !backlog.empty()) {
+      if (backlog.size() >= config.max_backlog) {
+        op->complete(error::send_queue_full, {});
+        return;
+      }
+      backlog.push_back({id, std::move(op), std::move(request), deadline});
+      rearm();
+      return;
+    }
+    submit(now, id, std::move(op), request, deadline);
+    flush();
+    rearm();
+  }
+
+  void submit(steady_time now, std::uint64_t id, std::unique_ptr<detail::send_op> op,
+              std::span<const std::uint8_t> request, steady_time deadline) {
+    if (auto ec = machine.send(now, id, request, deadline)) {
+      op->complete(ec, {});
+      return;
+    }
+    sends.emplace(id, std::move(op));
+    ++unwritten;
+    ++in_output;
+  }
+
+  // Moves waiting requests into the machine while there is room; fails expired ones.
+  void drain_backlog(steady_time now) {
+    while (!backlog.empty() && unwritten < config.send_buffer_size && machine.ready()) {
+      backlog_entry e = std::move(backlog.front());
+      backlog.pop_front();
+      if (e.deadline <= now) {
+        e.op->complete(error::timed_out, {});
+        continue;
+      }
+      submit(now, e.id, std::move(e.op), e.request, e.deadline);
+    }
+    // Expired entries deeper in the queue.
+    for (auto it = backlog.begin(); it != backlog.end();) {
+      if (it->deadline <= now) {
+        it->op->complete(error::timed_out, {});
+        it = backlog.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+
+  void fail_backlog(std::error_code ec) {
+    while (!backlog.empty()) {
+      auto e = std::move(backlog.front());
+      backlog.pop_front();
+      e.op->complete(ec, {});
+    }
+  }
+
+  void do_cancel_request(std::uint64_t id) {
+    if (auto it = sends.find(id); it != sends.end()) {
+      machine.cancel(id);
+      auto op = std::move(it->second);
+      sends.erase(it);
+      op->complete(error::cancelled, {});
+      return;
+    }
+    for (auto it = backlog.begin(); it != backlog.end(); ++it) {
+      if (it->id == id) {
+        auto op = std::move(it->op);
+        backlog.erase(it);
+        op->complete(error::cancelled, {});
+        return;
+      }
+    }
+  }
+
+  // ---- closing ----
+
+  void do_close(std::unique_ptr<detail::close_op> op, std::error_code pending_error) {
+    close_pending_error = pending_error;
+    if (op) close_ops.push_back(std::move(op));
+    if (dialing) {
+      dialing = false;
+      resolver.cancel();
+      std::error_code ignored;
+      socket.close(ignored);
+      machine.start_reconnecting(clock::now());
+      complete_connect(error::connection_closed);
+    }
+    machine.close(clock::now(), pending_error);
+    after_events();
+    if (!socket.is_open()) complete_close_ops();
+  }
+
+  void abort_transport(std::error_code reason) {
+    close_pending_error = reason;
+    if (dialing) {
+      dialing = false;
+      resolver.cancel();
+    }
+    machine.connection_lost(clock::now(), reason);
+    if (machine.state() == peer_state::connecting) machine.start_reconnecting(clock::now());
+    close_socket();
+    after_events();
+  }
+
+  void close_socket() {
+    ++socket_gen;  // stale handlers of this socket are ignored from now on
+    reading = writing = false;
+    unwritten -= in_write + in_output;
+    in_write = in_output = 0;
+    std::error_code ignored;
+    socket.shutdown(tcp::socket::shutdown_both, ignored);
+    socket.close(ignored);
+    transport_closing = false;
+    linger_deadline = steady_time::max();
+    complete_close_ops();
+  }
+
+  void complete_close_ops() {
+    auto ops = std::move(close_ops);
+    close_ops.clear();
+    for (auto& o : ops)
+      o->complete();
+  }
+
+  // ---- events, timer, publication ----
+
+  // Handles everything the machine emitted, writes its output, re-arms the timer and
+  // publishes the state. Called after every input to the machine.
+  void after_events() {
+    const steady_time now = clock::now();
+    // First what other threads observe (state, last error, counters), then the completions,
+    // so that a caller woken by a completion sees the state that caused it.
+    batch.clear();
+    while (machine.has_events())
+      batch.push_back(machine.next_event());
+    for (auto& ev : batch) {
+      if (auto* c = std::get_if<close_transport>(&ev)) note_close(now, *c);
+      if (auto* sc = std::get_if<state_changed>(&ev)) {
+        log_event(
+            log_level::debug, "state changed",
+            {{"from", std::string(to_string(sc->from))}, {"to", std::string(to_string(sc->to))}});
+      }
+    }
+    const bool usable = machine.ready();
+    const peer_state s = machine.state();
+    bool opened = false;
+    std::error_code connect_failure;
+    if (connect_op && !dialing) {
+      if (usable) {
+        opened = true;
+        ++connects;
+      } else if (s == peer_state::failed || s == peer_state::closed) {
+        connect_failure = machine.close_reason() ? machine.close_reason()
+                                                 : std::error_code(error::connection_closed);
+      }
+    }
+    state.store(s, std::memory_order_release);
+    ready.store(usable, std::memory_order_release);
+    publish();
+    for (auto& ev : batch)
+      std::visit([&](auto& e) { handle(now, e); }, ev);
+    batch.clear();
+    if (opened) {
+      log_event(log_level::info, "connection open", {{"peer", machine.peer().origin_host}});
+      complete_connect({});
+    } else if (connect_failure) {
+      complete_connect(connect_failure);
+    }
+    if (s == peer_state::failed || s == peer_state::closed || s == peer_state::reconnecting) {
+      fail_backlog(s == peer_state::closed ? close_pending_error : error::connection_closed);
+    } else {
+      drain_backlog(now);
+    }
+    flush();
+    if (transport_closing && !writing && machine.output().empty()) close_socket();
+    rearm();
+    publish();
+  }
+
+  void note_close(steady_time now, const close_transport& e) {
+    if (e.reason) last_error = e.reason;
+    log_event(e.reason ? log_level::warn : log_level::info, "closing transport",
+              {{"reason", e.reason ? e.reason.message() : std::string("clean")}});
+    if (!socket.is_open()) return;
+    transport_closing = true;
+    linger_deadline = now + config.write_timeout;
+  }
+
+  void handle(steady_time, state_changed&) {}
+  void handle(steady_time, close_transport&) {}
+  void handle(steady_time, answer_received& e) {
+    auto it = sends.find(e.request);
+    if (it == sends.end()) return;
+    auto op = std::move(it->second);
+    sends.erase(it);
+    op->complete({}, std::move(e.message));
+  }
+  void handle(steady_time, request_failed& e) {
+    auto it = sends.find(e.request);
+    if (it == sends.end()) return;
+    auto op = std::move(it->second);
+    sends.erase(it);
+    op->complete(e.error, {});
+  }
+  void handle(steady_time, peer_request& e) {
+    std::error_code ec;
+    const message_view req = message_view::parse(e.message, ec);
+    std::vector<std::uint8_t> answer;
+    try {
+      answer = config.request_handler(req);
+    } catch (const std::exception& x) {
+      log_event(log_level::error, "request handler threw", {{"error", x.what()}});
+    }
+    if (answer.empty()) return;
+    if (auto bad = machine.send_answer(answer)) {
+      log_event(log_level::warn, "request handler answer rejected", {{"error", bad.message()}});
+    }
+  }
+  void handle(steady_time, unmatched_answer& e) {
+    log_event(log_level::debug, "unmatched answer",
+              {{"hop_by_hop", std::to_string(e.hop_by_hop)},
+               {"command_code", std::to_string(e.command_code)}});
+  }
+  void rearm() {
+    steady_time next = machine.next_deadline().value_or(steady_time::max());
+    next = std::min(next, dial_deadline);
+    if (connect_op) next = std::min(next, connect_deadline);
+    if (writing) next = std::min(next, write_started + config.write_timeout);
+    next = std::min(next, linger_deadline);
+    for (const auto& e : backlog)
+      next = std::min(next, e.deadline);
+    if (next == steady_time::max() || next >= timer_at) return;
+    timer_at = next;
+    timer.expires_at(next);
+    timer.async_wait(on_strand([self = shared_from_this(), seq = ++timer_seq](
+                                   const std::error_code& ec) { self->on_timer(seq, ec); }));
+  }
+
+  void on_timer(std::uint64_t seq, std::error_code ec) {
+    if (seq != timer_seq || ec == asio::error::operation_aborted) return;
+    timer_at = steady_time::max();
+    const steady_time now = clock::now();
+    if (dialing && now >= dial_deadline) {
+      dial_timed_out = true;
+      resolver.cancel();
+      std::error_code ignored;
+      socket.close(ignored);  // the pending connect completes with operation_aborted
+      dial_deadline = steady_time::max();
+      dial_failed(error::connection_timeout);
+      return;
+    }
+    if (connect_op && !dialing && now >= connect_deadline) {
+      log_event(log_level::warn, "handshake not done by the deadline", {});
+      complete_connect(error::timed_out);
+      abort_transport(error::timed_out);
+      return;
+    }
+    if (writing && now >= write_started + config.write_timeout) {
+      log_event(log_level::warn, "write made no progress", {});
+      last_error = std::make_error_code(std::errc::timed_out);
+      machine.connection_lost(now, last_error);
+      close_socket();
+      after_events();
+      return;
+    }
+    if (transport_closing && now >= linger_deadline) {
+      close_socket();
+      after_events();
+      return;
+    }
+    machine.advance(now);
+    after_events();
+  }
+
+  void publish() {
+    const peer_counters& c = machine.counters();
+    std::lock_guard lock(stats_mutex);
+    connection_stats& p = published;
+    p.state = machine.state();
+    p.messages_sent = c.messages_sent;
+    p.messages_received = c.messages_received;
+    p.bytes_sent = c.bytes_sent;
+    p.bytes_received = c.bytes_received;
+    p.requests_sent = c.requests_sent;
+    p.answers_received = c.answers_received;
+    p.requests_timed_out = c.requests_timed_out;
+    p.requests_cancelled = c.requests_cancelled;
+    p.unmatched_answers = c.unmatched_answers;
+    p.dwr_sent = c.dwr_sent;
+    p.dwr_received = c.dwr_received;
+    p.reconnects = connects > 0 ? connects - 1 : 0;
+    p.pending = machine.pending_requests();
+    p.backlog = backlog.size();
+    p.last_error = last_error;
+    p.handshake = machine.handshake_error();
+    p.peer_disconnect_cause = machine.peer_disconnect_cause();
+  }
+};
+
+// ---------------------------------------------------------------------------------------------
+
+std::shared_ptr<connection> connection::create(executor_type executor, connection_config config,
+                                               std::shared_ptr<logger> log) {
+  std::string field;
+  if (auto ec = config.validate(&field)) {
+    throw std::system_error(ec, "connection_config." + field);
+  }
+  return std::shared_ptr<connection>(
+      new connection(std::move(executor), std::move(config), log ? std::move(log) : null_logger()));
+}
+
+connection::connection(executor_type executor, connection_config config,
+                       std::shared_ptr<logger> log)
+    : executor_(executor),
+      impl_(std::make_shared<impl>(executor, std::move(config), std::move(log))) {}
+
+connection::~connection() {
+  asio::post(impl_->strand, [self = impl_] {
+    if (self->socket.is_open() || self->dialing || !self->sends.empty() || !self->backlog.empty()) {
+      self->abort_transport(error::connection_closed);
+    }
+    self->complete_connect(error::connection_closed);
+    self->timer.cancel();
+    self->timer_at = steady_time::max();
+  });
+}
+
+void connection::start_connect(std::unique_ptr<detail::connect_op> op, std::string address,
+                               steady_time deadline) {
+  asio::post(impl_->strand,
+             [self = impl_, op = std::move(op), a = std::move(address), deadline]() mutable {
+               self->do_connect(std::move(op), std::move(a), deadline);
+             });
+}
+
+void connection::start_send(std::unique_ptr<detail::send_op> op, std::uint64_t id,
+                            std::vector<std::uint8_t> request, steady_time deadline) {
+  asio::post(impl_->strand,
+             [self = impl_, op = std::move(op), id, r = std::move(request), deadline]() mutable {
+               self->do_send(std::move(op), id, std::move(r), deadline);
+             });
+}
+
+void connection::start_close(std::unique_ptr<detail::close_op> op, std::error_code pending_error) {
+  asio::post(impl_->strand, [self = impl_, op = std::move(op), pending_error]() mutable {
+    self->do_close(std::move(op), pending_error);
+  });
+}
+
+void connection::cancel_connect(const std::weak_ptr<impl>& w) {
+  if (auto self = w.lock()) asio::post(self->strand, [self] { self->do_cancel_connect(); });
+}
+
+void connection::cancel_request(const std::weak_ptr<impl>& w, std::uint64_t id) {
+  if (auto self = w.lock()) asio::post(self->strand, [self, id] { self->do_cancel_request(id); });
+}
+
+void connection::abort(std::error_code reason) {
+  asio::post(impl_->strand, [self = impl_, reason] { self->abort_transport(reason); });
+}
+
+peer_state connection::state() const noexcept {
+  return impl_->state.load(std::memory_order_acquire);
+}
+
+bool connection::ready() const noexcept {
+  return impl_->ready.load(std::memory_order_acquire);
+}
+
+connection_stats connection::stats() const {
+  std::lock_guard lock(impl_->stats_mutex);
+  return impl_->published;
+}
+
+namespace {
+
+// Waits for a future until `deadline`, cancelling through `cancel` when `stop` is requested
+// or the deadline passes (the operation then completes with its own error soon after).
+template <typename T>
+T wait_for_result(std::future<T>& f, steady_time deadline, const std::stop_token& stop,
+                  const std::function<void()>& cancel) {
+  std::stop_callback on_stop(stop, cancel);
+  if (f.wait_until(deadline) == std::future_status::timeout) {
+    cancel();
+  }
+  return f.get();
+}
+
+}  // namespace
+
+std::error_code connection::connect(const std::string& address, steady_time deadline,
+                                    std::stop_token stop) {
+  std::promise<std::error_code> p;
+  auto f = p.get_future();
+  async_connect(address, deadline, [&p](std::error_code ec) { p.set_value(ec); });
+  const std::weak_ptr<impl> w = impl_;
+  return wait_for_result(f, deadline + std::chrono::milliseconds(50), stop,
+                         [w] { cancel_connect(w); });
+}
+
+std::vector<std::uint8_t> connection::send(std::span<const std::uint8_t> request,
+                                           steady_time deadline, std::error_code& ec,
+                                           std::stop_token stop) {
+  using result = std::pair<std::error_code, std::vector<std::uint8_t>>;
+  std::promise<result> p;
+  auto f = p.get_future();
+  // The signal outlives this call: a cancellation posted by `stop` may run after it returns.
+  auto signal = std::make_shared<asio::cancellation_signal>();
+  async_send(std::vector<std::uint8_t>(request.begin(), request.end()), deadline,
+             asio::bind_cancellation_slot(signal->slot(),
+                                          [&p](std::error_code e, std::vector<std::uint8_t> a) {
+                                            p.set_value({e, std::move(a)});
+                                          }));
+  // The deadline is enforced by the connection's own timer; cancellation comes from `stop`.
+  // The signal is emitted on the strand, where the operation also clears its slot.
+  std::stop_callback on_stop(stop, [this, signal] {
+    asio::post(impl_->strand, [signal] { signal->emit(asio::cancellation_type::terminal); });
+  });
+  auto [e, answer] = f.get();
+  ec = e;
+  return std::move(answer);
+}
+
+void connection::close(std::error_code pending_error) {
+  std::promise<void> p;
+  auto f = p.get_future();
+  async_close([&p] { p.set_value(); }, pending_error);
+  f.wait();
+}
+
+}  // namespace diampool

@@ -1,0 +1,617 @@
+#include "diampool/connection.hpp"
+
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <asio/bind_cancellation_slot.hpp>
+#include <asio/cancellation_signal.hpp>
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/io_context.hpp>
+#include <asio/use_awaitable.hpp>
+#include <asio/use_future.hpp>
+#include <fstream>
+#include <future>
+#include <set>
+#include <thread>
+
+#include "diampool/builder.hpp"
+#include "diampool/embedded_peer.hpp"
+
+namespace diampool {
+namespace {
+
+using namespace std::chrono_literals;
+using bytes = std::vector<std::uint8_t>;
+using clock = std::chrono::steady_clock;
+
+connection_config test_config() {
+  connection_config c;
+  c.peer.local.origin_host = "client.example.com";
+  c.peer.local.origin_realm = "example.com";
+  c.peer.local.auth_application_ids = {4};
+  c.peer.cer_timeout = 2s;
+  c.dial_timeout = 2s;
+  return c;
+}
+
+bytes make_request(std::uint32_t hbh, const std::string& session) {
+  message_header h;
+  h.flags = cmd_flags::request | cmd_flags::proxiable;
+  h.command_code = 272;
+  h.application_id = 4;
+  h.hop_by_hop = hbh;
+  bytes out;
+  message_builder b(out, h);
+  b.add_string(avp_code::session_id, session)
+      .add_string(avp_code::origin_host, "client.example.com")
+      .add_string(avp_code::origin_realm, "example.com")
+      .add_string(avp_code::destination_realm, "example.net");
+  b.finish();
+  return out;
+}
+
+message_view view(const bytes& b) {
+  std::error_code ec;
+  auto v = message_view::parse(b, ec);
+  EXPECT_FALSE(ec);
+  return v;
+}
+
+// An io_context with one thread, and an embedded peer.
+class connection_test : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    thread_ = std::thread([this] { io_.run(); });
+  }
+  void TearDown() override {
+    conn_.reset();
+    work_.reset();
+    thread_.join();
+  }
+  std::shared_ptr<connection> make(connection_config c = test_config()) {
+    conn_ = connection::create(io_.get_executor(), std::move(c));
+    return conn_;
+  }
+  std::shared_ptr<connection> open(connection_config c = test_config()) {
+    auto conn = make(std::move(c));
+    EXPECT_FALSE(conn->connect(peer_.address(), clock::now() + 5s));
+    return conn;
+  }
+  static steady_time in(std::chrono::nanoseconds d) { return clock::now() + d; }
+
+  asio::io_context io_;
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_{
+      io_.get_executor()};
+  std::thread thread_;
+  embedded_peer peer_;
+  std::shared_ptr<connection> conn_;
+};
+
+TEST_F(connection_test, connects_and_exchanges_capabilities) {
+  std::mutex m;
+  bytes cer;
+  embedded_peer_options o;
+  o.on_message = [&](const message_view& v) {
+    std::lock_guard lock(m);
+    if (v.header().command_code == command::capabilities_exchange) {
+      cer.assign(v.bytes().begin(), v.bytes().end());
+    }
+  };
+  embedded_peer peer(o);
+  auto conn = make();
+  EXPECT_EQ(conn->state(), peer_state::disconnected);
+  ASSERT_FALSE(conn->connect(peer.address(), in(5s)));
+  EXPECT_EQ(conn->state(), peer_state::open);
+  EXPECT_TRUE(conn->ready());
+  EXPECT_EQ(peer.stats().cers, 1U);
+  std::lock_guard lock(m);
+  const auto v = view(cer);
+  EXPECT_EQ(v.find(avp_code::origin_host)->as_string(), "client.example.com");
+  EXPECT_EQ(v.find(avp_code::host_ip_address)->as_address().ip()->to_string(), "127.0.0.1");
+  EXPECT_EQ(v.find(avp_code::auth_application_id)->as_unsigned32(), 4U);
+  const auto s = conn->stats();
+  EXPECT_EQ(s.state, peer_state::open);
+  EXPECT_EQ(s.messages_sent, 1U);
+  EXPECT_EQ(s.messages_received, 1U);
+  EXPECT_GT(s.bytes_sent, 100U);
+  EXPECT_EQ(s.reconnects, 0U);
+}
+
+TEST_F(connection_test, answers_come_back_matched_with_every_completion_token) {
+  auto conn = open();
+  // Callback.
+  std::promise<std::pair<std::error_code, bytes>> p;
+  conn->async_send(make_request(0x1111, "s;1"), in(5s), [&](std::error_code ec, bytes a) {
+    p.set_value({ec, std::move(a)});
+  });
+  auto [ec, answer] = p.get_future().get();
+  ASSERT_FALSE(ec) << ec.message();
+  EXPECT_EQ(view(answer).header().hop_by_hop, 0x1111U);
+  EXPECT_FALSE(view(answer).header().is_request());
+  EXPECT_EQ(view(answer).find(avp_code::session_id)->as_string(), "s;1");
+  EXPECT_EQ(view(answer).find(avp_code::result_code)->as_unsigned32(), 2001U);
+  // use_future.
+  auto f = conn->async_send(make_request(0x2222, "s;2"), in(5s), asio::use_future);
+  EXPECT_EQ(view(f.get()).header().hop_by_hop, 0x2222U);
+  // use_awaitable.
+  std::promise<std::uint32_t> hbh;
+  asio::co_spawn(
+      io_,
+      [&]() -> asio::awaitable<void> {
+        bytes a =
+            co_await conn->async_send(make_request(0x3333, "s;3"), in(5s), asio::use_awaitable);
+        hbh.set_value(view(a).header().hop_by_hop);
+      },
+      asio::detached);
+  EXPECT_EQ(hbh.get_future().get(), 0x3333U);
+  // Synchronous.
+  std::error_code sec;
+  const bytes sa = conn->send(make_request(0x4444, "s;4"), in(5s), sec);
+  ASSERT_FALSE(sec);
+  EXPECT_EQ(view(sa).header().hop_by_hop, 0x4444U);
+  EXPECT_EQ(conn->stats().answers_received, 4U);
+}
+
+TEST_F(connection_test, a_thousand_pipelined_requests_each_get_their_own_answer) {
+  auto conn = open();
+  constexpr int n = 1000;
+  std::vector<std::future<bytes>> futures;
+  for (int i = 0; i < n; ++i) {
+    futures.push_back(
+        conn->async_send(make_request(static_cast<std::uint32_t>(i), "s;" + std::to_string(i)),
+                         in(10s), asio::use_future));
+  }
+  for (int i = 0; i < n; ++i) {
+    const bytes a = futures[i].get();
+    EXPECT_EQ(view(a).header().hop_by_hop, static_cast<std::uint32_t>(i));
+    EXPECT_EQ(view(a).find(avp_code::session_id)->as_string(), "s;" + std::to_string(i));
+  }
+  EXPECT_EQ(peer_.stats().requests, static_cast<std::uint64_t>(n));
+  EXPECT_EQ(conn->stats().unmatched_answers, 0U);
+}
+
+TEST_F(connection_test, a_request_past_its_deadline_times_out_and_the_connection_stays_up) {
+  auto conn = open();
+  embedded_peer_faults f;
+  f.answer_delay = 300ms;
+  peer_.set_faults(f);
+  const auto start = clock::now();
+  std::error_code ec;
+  conn->send(make_request(1, "s;late"), start + 50ms, ec);
+  const auto took = clock::now() - start;
+  EXPECT_EQ(ec, error::timed_out);
+  EXPECT_EQ(ec, condition::timeout);
+  EXPECT_GE(took, 50ms);
+  EXPECT_LT(took, 2s);  // bounded by its own deadline, not by anything longer
+  // The late answer arrives before the next one (same delay, same connection).
+  const bytes a = conn->send(make_request(2, "s;next"), in(5s), ec);
+  ASSERT_FALSE(ec);
+  EXPECT_EQ(view(a).header().hop_by_hop, 2U);
+  EXPECT_EQ(conn->stats().unmatched_answers, 1U);
+  EXPECT_EQ(conn->stats().requests_timed_out, 1U);
+  EXPECT_TRUE(conn->ready());
+}
+
+TEST_F(connection_test, asio_cancellation_removes_the_request) {
+  auto conn = open();
+  embedded_peer_faults f;
+  f.answer_delay = 200ms;
+  peer_.set_faults(f);
+  asio::cancellation_signal signal;
+  std::promise<std::error_code> p;
+  conn->async_send(make_request(1, "s;c"), in(5s),
+                   asio::bind_cancellation_slot(
+                       signal.slot(), [&](std::error_code ec, bytes) { p.set_value(ec); }));
+  asio::post(io_, [&] { signal.emit(asio::cancellation_type::terminal); });
+  const auto ec = p.get_future().get();
+  EXPECT_EQ(ec, error::cancelled);
+  EXPECT_EQ(ec, condition::cancelled);
+  std::error_code ec2;
+  conn->send(make_request(2, "s;d"), in(5s), ec2);
+  ASSERT_FALSE(ec2);
+  EXPECT_EQ(conn->stats().unmatched_answers, 1U);
+  EXPECT_EQ(conn->stats().requests_cancelled, 1U);
+  EXPECT_TRUE(conn->ready());
+}
+
+TEST_F(connection_test, a_stop_token_cancels_a_synchronous_send) {
+  auto conn = open();
+  embedded_peer_faults f;
+  f.answer_delay = 2s;
+  peer_.set_faults(f);
+  std::stop_source stop;
+  std::error_code ec;
+  std::thread canceller([&] {
+    // Cancel once the request is on the wire (the peer has received it).
+    peer_.wait_for([](const embedded_peer_stats& s) { return s.requests == 1; }, 5s);
+    stop.request_stop();
+  });
+  const auto start = clock::now();
+  conn->send(make_request(1, "s;stop"), in(10s), ec, stop.get_token());
+  canceller.join();
+  EXPECT_EQ(ec, error::cancelled);
+  EXPECT_LT(clock::now() - start, 2s);
+}
+
+TEST_F(connection_test, refused_connection_fails_fast_with_a_connection_error) {
+  // A port bound but not listening: connects to it are refused, and while the socket is held
+  // no other process can take the port.
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  socklen_t len = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  const std::string refused = "127.0.0.1:" + std::to_string(ntohs(a.sin_port));
+  auto conn = make();
+  const auto ec = conn->connect(refused, in(5s));
+  EXPECT_EQ(ec, std::errc::connection_refused);
+  EXPECT_EQ(ec, condition::connection_failed);
+  EXPECT_EQ(conn->state(), peer_state::failed);
+  EXPECT_EQ(conn->stats().last_error, ec);
+  ::close(fd);
+}
+
+TEST_F(connection_test, a_dial_that_hangs_ends_at_dial_timeout) {
+  // A listener whose accept queue is full drops further SYNs: a black hole on loopback.
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  ASSERT_EQ(::listen(fd, 0), 0);
+  socklen_t len = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  const std::string addr = "127.0.0.1:" + std::to_string(ntohs(a.sin_port));
+  std::vector<int> fillers;
+  for (int i = 0; i < 4; ++i) {  // fill the queue (never accepted)
+    const int c = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    ::connect(c, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    fillers.push_back(c);
+  }
+  connection_config c = test_config();
+  c.dial_timeout = 300ms;
+  auto conn = make(c);
+  const auto start = clock::now();
+  const auto ec = conn->connect(addr, in(10s));
+  const auto took = clock::now() - start;
+  // Either the SYN is dropped (timeout) or the kernel accepted it into the backlog anyway, in
+  // which case the CEA never comes and the handshake times out: both are bounded.
+  EXPECT_TRUE(ec == error::connection_timeout || ec == error::handshake_failed) << ec.message();
+  EXPECT_GE(took, 300ms);
+  EXPECT_LT(took, 5s);
+  for (int f : fillers)
+    ::close(f);
+  ::close(fd);
+}
+
+TEST_F(connection_test, the_callers_deadline_bounds_the_handshake) {
+  embedded_peer_faults f;
+  f.answer_cer = false;
+  peer_.set_faults(f);
+  connection_config c = test_config();
+  c.peer.cer_timeout = 10s;
+  auto conn = make(c);
+  const auto start = clock::now();
+  const auto ec = conn->connect(peer_.address(), start + 150ms);
+  EXPECT_EQ(ec, error::timed_out);
+  EXPECT_GE(clock::now() - start, 150ms);
+  EXPECT_LT(clock::now() - start, 3s);
+}
+
+TEST_F(connection_test, no_cea_is_a_handshake_failure_at_cer_timeout) {
+  embedded_peer_faults f;
+  f.answer_cer = false;
+  peer_.set_faults(f);
+  connection_config c = test_config();
+  c.peer.cer_timeout = 200ms;
+  auto conn = make(c);
+  EXPECT_EQ(conn->connect(peer_.address(), in(10s)), error::handshake_failed);
+  const auto s = conn->stats();
+  ASSERT_TRUE(s.handshake);
+  EXPECT_EQ(s.handshake->result_code, 0U);
+  EXPECT_EQ(s.state, peer_state::failed);
+}
+
+TEST_F(connection_test, cea_error_codes_are_handshake_failures_with_the_code) {
+  for (std::uint32_t rc : {3010U, 5010U, 5012U, 4003U}) {
+    embedded_peer_faults f;
+    f.cea_result_code = rc;
+    peer_.set_faults(f);
+    auto conn = make();
+    EXPECT_EQ(conn->connect(peer_.address(), in(5s)), error::handshake_failed) << rc;
+    const auto s = conn->stats();
+    ASSERT_TRUE(s.handshake) << rc;
+    EXPECT_EQ(s.handshake->result_code, rc);
+    EXPECT_FALSE(s.handshake->error_message.empty());
+  }
+}
+
+TEST_F(connection_test, connection_loss_fails_every_pending_request_at_once) {
+  auto conn = open();
+  embedded_peer_faults f;
+  f.answer_delay = 5s;
+  peer_.set_faults(f);
+  std::vector<std::future<bytes>> futures;
+  for (int i = 0; i < 20; ++i) {
+    futures.push_back(conn->async_send(make_request(static_cast<std::uint32_t>(i), "s"), in(30s),
+                                       asio::use_future));
+  }
+  ASSERT_TRUE(peer_.wait_for([](const embedded_peer_stats& s) { return s.requests == 20; }, 5s));
+  peer_.close_all();
+  for (auto& fu : futures) {
+    try {
+      fu.get();
+      ADD_FAILURE() << "answered after the connection was closed";
+    } catch (const std::system_error& e) {
+      EXPECT_EQ(e.code(), error::connection_closed);
+    }
+  }
+  EXPECT_EQ(conn->state(), peer_state::failed);
+  std::error_code ec;
+  conn->send(make_request(1, "s"), in(1s), ec);
+  EXPECT_EQ(ec, error::not_open);
+}
+
+TEST_F(connection_test, peer_dpr_is_answered_and_closes_cleanly) {
+  auto conn = open();
+  peer_.send_dpr(disconnect_cause::do_not_want_to_talk_to_you);
+  ASSERT_TRUE(
+      peer_.wait_for([](const embedded_peer_stats& s) { return s.dpas_received == 1; }, 5s));
+  ASSERT_TRUE(
+      peer_.wait_for([](const embedded_peer_stats& s) { return s.connections_open == 0; }, 5s));
+  // The connection saw the DPR before the peer saw the DPA.
+  const auto s = conn->stats();
+  EXPECT_EQ(s.peer_disconnect_cause, disconnect_cause::do_not_want_to_talk_to_you);
+  EXPECT_EQ(s.state, peer_state::closed);
+  EXPECT_EQ(s.last_error, error::disconnected_by_peer);
+}
+
+TEST_F(connection_test, peer_watchdogs_are_answered_and_ours_are_sent) {
+  connection_config c = test_config();
+  c.peer.dwr_interval = 100ms;
+  c.peer.dwr_jitter = 10ms;
+  auto conn = open(c);
+  peer_.send_dwr();
+  ASSERT_TRUE(
+      peer_.wait_for([](const embedded_peer_stats& s) { return s.dwas_received == 1; }, 5s));
+  ASSERT_TRUE(peer_.wait_for([](const embedded_peer_stats& s) { return s.dwrs >= 2; }, 5s));
+  EXPECT_TRUE(conn->ready());
+  EXPECT_GE(conn->stats().dwr_sent, 2U);
+}
+
+TEST_F(connection_test, an_unanswered_watchdog_fails_the_connection) {
+  embedded_peer_faults f;
+  f.answer_dwr = false;
+  f.answer_delay = 10s;  // the request below is never answered either
+  peer_.set_faults(f);
+  connection_config c = test_config();
+  c.peer.dwr_interval = 100ms;
+  c.peer.dwr_jitter = 10ms;
+  c.peer.dwr_timeout = 100ms;
+  c.peer.max_dwr_failures = 2;
+  auto conn = open(c);
+  std::error_code ec;
+  conn->send(make_request(1, "s"), in(30s), ec);  // returns when the watchdog gives up
+  EXPECT_EQ(ec, error::connection_closed);
+  EXPECT_EQ(conn->state(), peer_state::failed);
+  EXPECT_EQ(conn->stats().last_error, error::watchdog_timeout);
+  EXPECT_GE(peer_.stats().dwrs, 2U);
+}
+
+TEST_F(connection_test, peer_requests_get_3001_or_go_to_the_handler) {
+  {
+    auto conn = open();
+    peer_.send_request(258, 4);
+    ASSERT_TRUE(
+        peer_.wait_for([](const embedded_peer_stats& s) { return s.answers_received == 1; }, 5s));
+    EXPECT_TRUE(conn->ready());
+  }
+  connection_config c = test_config();
+  std::atomic<int> calls{0};
+  c.request_handler = [&](const message_view& req) {
+    ++calls;
+    message_header h = req.header();
+    h.flags = 0;
+    bytes out;
+    message_builder b(out, h);
+    b.add_unsigned32(avp_code::result_code, 2001)
+        .add_string(avp_code::origin_host, "client.example.com")
+        .add_string(avp_code::origin_realm, "example.com");
+    b.finish();
+    return out;
+  };
+  embedded_peer peer2;
+  auto conn = make(c);
+  ASSERT_FALSE(conn->connect(peer2.address(), in(5s)));
+  peer2.send_request(258, 4);
+  ASSERT_TRUE(
+      peer2.wait_for([](const embedded_peer_stats& s) { return s.answers_received == 1; }, 5s));
+  EXPECT_EQ(calls.load(), 1);
+}
+
+TEST_F(connection_test, close_sends_dpr_and_later_sends_fail) {
+  auto conn = open();
+  conn->close();
+  EXPECT_EQ(conn->state(), peer_state::closed);
+  EXPECT_EQ(peer_.stats().dprs, 1U);
+  EXPECT_EQ(peer_.stats().dpas_sent, 1U);
+  std::error_code ec;
+  conn->send(make_request(1, "s"), in(1s), ec);
+  EXPECT_EQ(ec, error::not_open);
+  conn->close();  // twice is harmless
+}
+
+TEST_F(connection_test, close_fails_pending_requests_with_the_given_error_after_the_dpa_wait) {
+  auto conn = open();
+  embedded_peer_faults f;
+  f.answer_delay = 10s;
+  peer_.set_faults(f);
+  auto fu = conn->async_send(make_request(1, "s"), in(30s), asio::use_future);
+  ASSERT_TRUE(peer_.wait_for([](const embedded_peer_stats& s) { return s.requests == 1; }, 5s));
+  conn->close(error::invalid_config);
+  try {
+    fu.get();
+    ADD_FAILURE() << "answered";
+  } catch (const std::system_error& e) {
+    EXPECT_EQ(e.code(), error::invalid_config);
+  }
+}
+
+TEST_F(connection_test, reconnects_after_failure_with_reopen) {
+  auto conn = open();
+  peer_.close_all();
+  std::error_code ec;
+  // Wait for the connection to notice: a request fails (or is refused) once it has.
+  for (int i = 0; i < 100 && conn->state() != peer_state::failed; ++i) {
+    conn->send(make_request(1, "s"), in(100ms), ec);
+  }
+  ASSERT_EQ(conn->state(), peer_state::failed);
+  ASSERT_FALSE(conn->connect(peer_.address(), in(5s)));
+  EXPECT_TRUE(conn->ready());
+  EXPECT_EQ(conn->stats().reconnects, 1U);
+  EXPECT_EQ(peer_.stats().dwrs, 3U);  // RFC 3539 REOPEN: three DWAs before traffic
+  const bytes a = conn->send(make_request(7, "s"), in(5s), ec);
+  ASSERT_FALSE(ec);
+  EXPECT_EQ(view(a).header().hop_by_hop, 7U);
+}
+
+TEST_F(connection_test, garbage_from_the_peer_fails_the_connection_and_its_requests) {
+  auto conn = open();
+  embedded_peer_faults f;
+  f.answer_delay = 5s;
+  peer_.set_faults(f);
+  auto fu = conn->async_send(make_request(1, "s"), in(30s), asio::use_future);
+  ASSERT_TRUE(peer_.wait_for([](const embedded_peer_stats& s) { return s.requests == 1; }, 5s));
+  peer_.write_raw({2, 0, 0, 20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0});
+  try {
+    fu.get();
+    ADD_FAILURE() << "answered";
+  } catch (const std::system_error& e) {
+    EXPECT_EQ(e.code(), error::connection_closed);
+  }
+  EXPECT_EQ(conn->state(), peer_state::failed);
+  EXPECT_EQ(conn->stats().last_error, error::bad_version);
+}
+
+// The most a socket pair can hold before writes stall: the sender's and the receiver's
+// largest TCP buffers.
+std::size_t kernel_buffer_capacity() {
+  auto third = [](const char* path) {
+    std::ifstream in(path);
+    std::size_t a = 0, b = 0, c = 0;
+    in >> a >> b >> c;
+    return c;
+  };
+  return third("/proc/sys/net/ipv4/tcp_wmem") + third("/proc/sys/net/ipv4/tcp_rmem");
+}
+
+TEST_F(connection_test, a_peer_that_stops_reading_bounds_the_queue_and_fails_the_write) {
+  connection_config c = test_config();
+  c.send_buffer_size = 4;
+  c.max_backlog = 8;
+  c.write_timeout = 300ms;
+  c.peer.max_message_size = 1024 * 1024;
+  auto conn = open(c);
+  embedded_peer_faults f;
+  f.stop_reading = true;
+  peer_.set_faults(f);
+  const bytes big = make_request(1, std::string(512 * 1024, 'x'));
+  // More than the kernel can hold, plus what the connection may keep, plus 40.
+  const std::size_t absorbed = kernel_buffer_capacity() / big.size() + 2;
+  const std::size_t total = absorbed + c.send_buffer_size + c.max_backlog + 40;
+  std::vector<std::future<bytes>> futures;
+  for (std::size_t i = 0; i < total; ++i) {
+    futures.push_back(conn->async_send(big, in(20s), asio::use_future));
+  }
+  std::size_t queue_full = 0;
+  std::size_t closed = 0;
+  std::size_t answered = 0;  // read by the peer before it stopped reading
+  for (auto& fu : futures) {
+    try {
+      fu.get();
+      ++answered;
+    } catch (const std::system_error& e) {
+      if (e.code() == error::send_queue_full) {
+        ++queue_full;
+      } else if (e.code() == error::connection_closed) {
+        ++closed;
+      } else {
+        ADD_FAILURE() << e.code().message();
+      }
+    }
+  }
+  EXPECT_EQ(queue_full + closed + answered, total);  // one outcome each, none hung
+  EXPECT_LE(answered, 2U);
+  // Beyond what the kernel holds, at most send_buffer_size wait to be written and max_backlog
+  // wait for room; everything else is refused at once.
+  EXPECT_GE(queue_full, 40U);
+  EXPECT_GT(closed, 0U);  // the stalled write failed the connection, and its requests
+  EXPECT_EQ(conn->state(), peer_state::failed);
+  EXPECT_EQ(conn->stats().last_error, std::errc::timed_out);
+}
+
+TEST_F(connection_test, ipv6_literals_and_dns_names_work) {
+  std::unique_ptr<embedded_peer> v6;
+  try {
+    embedded_peer_options o;
+    o.listen = "[::1]:0";
+    v6 = std::make_unique<embedded_peer>(o);
+  } catch (const std::system_error&) {
+    GTEST_SKIP() << "no IPv6 loopback here";
+  }
+  auto conn = make();
+  ASSERT_FALSE(conn->connect("[::1]:" + std::to_string(v6->port()), in(5s)));
+  auto conn2 = connection::create(io_.get_executor(), test_config());
+  ASSERT_FALSE(conn2->connect("localhost:" + std::to_string(peer_.port()), in(5s)))
+      << "localhost must resolve";
+  conn2->close();
+}
+
+TEST_F(connection_test, malformed_addresses_are_rejected_before_any_dial) {
+  auto conn = make();
+  for (const char* bad : {"host", "host:", ":3868", "[::1", "[::1]", "[::1]3868", "::1:3868",
+                          "127.0.0.1:70000", "127.0.0.1:0", "127.0.0.1:x", "[127.0.0.1]:3868"}) {
+    EXPECT_EQ(conn->connect(bad, in(1s)), std::errc::invalid_argument) << bad;
+  }
+  EXPECT_EQ(peer_.stats().connections_accepted, 0U);
+}
+
+TEST_F(connection_test, destroying_a_connection_fails_its_pending_requests) {
+  auto conn = open();
+  embedded_peer_faults f;
+  f.answer_delay = 10s;
+  peer_.set_faults(f);
+  auto fu = conn->async_send(make_request(1, "s"), in(30s), asio::use_future);
+  ASSERT_TRUE(peer_.wait_for([](const embedded_peer_stats& s) { return s.requests == 1; }, 5s));
+  conn.reset();
+  conn_.reset();
+  try {
+    fu.get();
+    ADD_FAILURE() << "answered";
+  } catch (const std::system_error& e) {
+    EXPECT_EQ(e.code(), error::connection_closed);
+  }
+  EXPECT_TRUE(
+      peer_.wait_for([](const embedded_peer_stats& s) { return s.connections_open == 0; }, 5s));
+}
+
+TEST(split_address, accepts_host_port_forms) {
+  std::string h;
+  std::string p;
+  EXPECT_FALSE(split_address("127.0.0.1:3868", h, p));
+  EXPECT_EQ(h, "127.0.0.1");
+  EXPECT_EQ(p, "3868");
+  EXPECT_FALSE(split_address("[::1]:3868", h, p));
+  EXPECT_EQ(h, "::1");
+  EXPECT_FALSE(split_address("peer.example.net:65535", h, p));
+  EXPECT_EQ(h, "peer.example.net");
+  EXPECT_EQ(p, "65535");
+}
+
+}  // namespace
+}  // namespace diampool
