@@ -600,6 +600,63 @@ TEST_F(connection_test, destroying_a_connection_fails_its_pending_requests) {
       peer_.wait_for([](const embedded_peer_stats& s) { return s.connections_open == 0; }, 5s));
 }
 
+TEST_F(connection_test, dropped_answers_time_out_and_duplicates_are_unmatched) {
+  auto conn = open();
+  embedded_peer_faults f;
+  f.drop_every_nth_answer = 2;       // requests 2, 4, ... get no answer
+  f.duplicate_every_nth_answer = 3;  // answers 3, 6, ... come twice
+  peer_.set_faults(f);
+  std::vector<std::future<bytes>> futures;
+  for (std::uint32_t i = 1; i <= 6; ++i) {
+    futures.push_back(
+        conn->async_send(make_request(i, "s;" + std::to_string(i)), in(300ms), asio::use_future));
+  }
+  int answered = 0;
+  int timed_out = 0;
+  for (std::uint32_t i = 1; i <= 6; ++i) {
+    try {
+      const bytes a = futures[i - 1].get();
+      EXPECT_EQ(view(a).header().hop_by_hop, i);  // never another request's answer
+      ++answered;
+    } catch (const std::system_error& e) {
+      EXPECT_EQ(e.code(), error::timed_out) << i;
+      EXPECT_EQ(i % 2, 0U) << i;
+      ++timed_out;
+    }
+  }
+  EXPECT_EQ(answered, 3);  // 1, 3, 5
+  EXPECT_EQ(timed_out, 3);
+  // Answer 3 came twice (6 was dropped): the copy is unmatched, and nothing else is.
+  EXPECT_EQ(conn->stats().unmatched_answers, 1U);
+  EXPECT_TRUE(conn->ready());
+}
+
+TEST_F(connection_test, an_oversized_length_from_the_peer_fails_the_connection) {
+  auto conn = open();
+  embedded_peer_faults f;
+  f.answer_delay = 5s;
+  peer_.set_faults(f);
+  auto fu = conn->async_send(make_request(1, "s"), in(30s), asio::use_future);
+  ASSERT_TRUE(peer_.wait_for([](const embedded_peer_stats& s) { return s.requests == 1; }, 5s));
+  peer_.write_raw({1, 0xFF, 0xFF, 0xFC, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0});
+  EXPECT_THROW(fu.get(), std::system_error);
+  EXPECT_EQ(conn->state(), peer_state::failed);
+  EXPECT_EQ(conn->stats().last_error, error::message_too_long);
+}
+
+TEST_F(connection_test, a_peer_closing_after_n_messages_fails_what_is_pending) {
+  embedded_peer_faults f;
+  f.close_after_messages = 3;  // CER, request 1, then request 2 closes it
+  peer_.set_faults(f);
+  auto conn = open();
+  std::error_code ec;
+  conn->send(make_request(1, "s"), in(5s), ec);
+  EXPECT_FALSE(ec);
+  conn->send(make_request(2, "s"), in(5s), ec);
+  EXPECT_EQ(ec, error::connection_closed);
+  EXPECT_EQ(conn->state(), peer_state::failed);
+}
+
 TEST(split_address, accepts_host_port_forms) {
   std::string h;
   std::string p;
