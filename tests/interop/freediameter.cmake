@@ -1,0 +1,22 @@
+# freeDiameter 1.2.1 (Debian packages freediameterd, freediameter-extensions) as an independent
+# Diameter implementation: freediameter_raw_test speaks to it with the codec only, over plain
+# blocking sockets.
+#
+# The binary works only inside tests/interop/freediameter/run.sh, which starts freeDiameter in
+# a private network namespace (as root) and exports DIAMPOOL_FD_*; so it is registered as ONE
+# CTest test that runs the whole binary through run.sh, not with gtest_discover_tests.
+# Later interop tests reuse the harness the same way:
+#   add_test(NAME x COMMAND bash ${DIAMPOOL_FD_RUN} [--conf-variant NAME] -- $<TARGET_FILE:x>)
+set(DIAMPOOL_FD_RUN ${CMAKE_CURRENT_SOURCE_DIR}/freediameter/run.sh)
+
+add_executable(freediameter_raw_test freediameter_test.cpp)
+# Codec only: this test must not depend on the connection layer.
+target_link_libraries(freediameter_raw_test PRIVATE diampool::codec GTest::gtest
+                                                    GTest::gtest_main)
+target_compile_options(freediameter_raw_test PRIVATE -Wall -Wextra)
+target_compile_definitions(freediameter_raw_test PRIVATE
+  DIAMPOOL_SOURCE_DIR="${PROJECT_SOURCE_DIR}" DIAMPOOL_BINARY_DIR="${PROJECT_BINARY_DIR}")
+
+add_test(NAME freediameter_raw
+         COMMAND bash ${DIAMPOOL_FD_RUN} -- $<TARGET_FILE:freediameter_raw_test>)
+set_tests_properties(freediameter_raw PROPERTIES LABELS interop TIMEOUT 180)
