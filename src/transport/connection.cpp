@@ -744,30 +744,15 @@ connection_stats connection::stats() const {
   return impl_->published;
 }
 
-namespace {
-
-// Waits for a future until `deadline`, cancelling through `cancel` when `stop` is requested
-// or the deadline passes (the operation then completes with its own error soon after).
-template <typename T>
-T wait_for_result(std::future<T>& f, steady_time deadline, const std::stop_token& stop,
-                  const std::function<void()>& cancel) {
-  std::stop_callback on_stop(stop, cancel);
-  if (f.wait_until(deadline) == std::future_status::timeout) {
-    cancel();
-  }
-  return f.get();
-}
-
-}  // namespace
-
 std::error_code connection::connect(const std::string& address, steady_time deadline,
                                     std::stop_token stop) {
   std::promise<std::error_code> p;
   auto f = p.get_future();
   async_connect(address, deadline, [&p](std::error_code ec) { p.set_value(ec); });
+  // The connection's own timer ends the attempt at the deadline; `stop` ends it sooner.
   const std::weak_ptr<impl> w = impl_;
-  return wait_for_result(f, deadline + std::chrono::milliseconds(50), stop,
-                         [w] { cancel_connect(w); });
+  std::stop_callback on_stop(stop, [w] { cancel_connect(w); });
+  return f.get();
 }
 
 std::vector<std::uint8_t> connection::send(std::span<const std::uint8_t> request,

@@ -14,6 +14,7 @@
 #include <asio/use_future.hpp>
 #include <fstream>
 #include <future>
+#include <mutex>
 #include <set>
 #include <thread>
 
@@ -655,6 +656,44 @@ TEST_F(connection_test, a_peer_closing_after_n_messages_fails_what_is_pending) {
   conn->send(make_request(2, "s"), in(5s), ec);
   EXPECT_EQ(ec, error::connection_closed);
   EXPECT_EQ(conn->state(), peer_state::failed);
+}
+
+// Records what the connection logs.
+class recording_logger final : public logger {
+ public:
+  bool enabled(log_level l) const noexcept override { return l >= log_level::debug; }
+  void log(log_level l, std::string_view msg, std::span<const log_field> fields) override {
+    std::lock_guard lock(m_);
+    std::string line = std::string(to_string(l)) + " " + std::string(msg);
+    for (const auto& f : fields)
+      line += " " + std::string(f.key) + "=" + f.value;
+    lines_.push_back(line);
+  }
+  std::vector<std::string> lines() const {
+    std::lock_guard lock(m_);
+    return lines_;
+  }
+
+ private:
+  mutable std::mutex m_;
+  std::vector<std::string> lines_;
+};
+
+TEST_F(connection_test, logs_structured_records_with_the_address_and_state) {
+  auto log = std::make_shared<recording_logger>();
+  conn_ = connection::create(io_.get_executor(), test_config(), log);
+  ASSERT_FALSE(conn_->connect(peer_.address(), in(5s)));
+  conn_->close();
+  const auto lines = log->lines();
+  auto has = [&](const std::string& needle) {
+    return std::any_of(lines.begin(), lines.end(),
+                       [&](const std::string& l) { return l.find(needle) != std::string::npos; });
+  };
+  EXPECT_TRUE(has("info connection open address=" + peer_.address() + " state=OPEN"));
+  EXPECT_TRUE(has("peer=peer.example.net"));
+  EXPECT_TRUE(has("debug state changed"));
+  EXPECT_TRUE(has("from=CER_SENT to=OPEN"));
+  EXPECT_TRUE(has("info closing transport"));
 }
 
 TEST(split_address, accepts_host_port_forms) {
