@@ -129,7 +129,7 @@ std::optional<steady_time> peer_machine::next_deadline() const noexcept {
       break;
     case peer_state::open:
     case peer_state::dwr_sent:
-      consider(dwr_hbh_ != 0 ? dwr_deadline_ : last_received_ + tw_);
+      consider(dwr_hbh_ != 0 ? dwr_deadline_ : watchdog_due());
       break;
     default:
       break;
@@ -230,6 +230,7 @@ void peer_machine::write_dwr(steady_time now) {
   b.finish();
   count_output(before);
   counters_.dwr_sent++;
+  last_dwr_sent_ = now;
   dwr_deadline_ = now + config_.dwr_timeout;
   tw_ = draw_tw();
   set_state(peer_state::dwr_sent);
@@ -440,6 +441,7 @@ void peer_machine::handle_cea(steady_time now, const message_view& msg) {
   }
   cer_hbh_ = 0;
   last_received_ = now;
+  last_dwr_sent_ = steady_time{};
   tw_ = draw_tw();
   dwr_failures_ = 0;
   set_state(peer_state::open);
@@ -545,8 +547,7 @@ void peer_machine::advance(steady_time now) {
       break;
     case peer_state::open:
     case peer_state::dwr_sent:
-      if (dwr_hbh_ != 0) {
-        if (now < dwr_deadline_) break;
+      if (dwr_hbh_ != 0 && now >= dwr_deadline_) {
         // The DWR went unanswered.
         dwr_hbh_ = 0;
         counters_.dwr_failures++;
@@ -557,11 +558,11 @@ void peer_machine::advance(steady_time now) {
         }
         if (watchdog_ != watchdog_state::reopen) watchdog_ = watchdog_state::suspect;
         set_state(peer_state::open);
-        // In REOPEN the probing goes on back to back; otherwise the next DWR waits for Tw.
+        // In REOPEN the probing goes on back to back; otherwise the next DWR waits for Tw
+        // after the last one (or after the last message received, if later).
         if (watchdog_ == watchdog_state::reopen) write_dwr(now);
-      } else if (now >= last_received_ + tw_) {
-        write_dwr(now);
       }
+      if (dwr_hbh_ == 0 && now >= watchdog_due()) write_dwr(now);
       break;
     default:
       break;

@@ -9,6 +9,7 @@
 // Not thread-safe: one driver, one thread (or strand) at a time.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <deque>
@@ -266,6 +267,10 @@ class peer_machine {
   std::uint32_t allocate_hop_by_hop();
   std::uint32_t next_end_to_end() noexcept { return e2e_next_++; }
   std::chrono::nanoseconds draw_tw();
+  /// When the next DWR is due: Tw after the last message received or the last DWR sent.
+  steady_time watchdog_due() const noexcept {
+    return std::max(last_received_, last_dwr_sent_) + tw_;
+  }
   void handle(steady_time now, const message_view& msg);
   void handle_cea(steady_time now, const message_view& msg);
   void handle_request(steady_time now, const message_view& msg);
@@ -303,6 +308,7 @@ class peer_machine {
   steady_time cer_deadline_{};
   steady_time dpa_deadline_{};
   steady_time last_received_{};
+  steady_time last_dwr_sent_{};
   std::chrono::nanoseconds tw_{};
   steady_time dwr_deadline_{};
   unsigned dwr_failures_ = 0;

@@ -445,6 +445,41 @@ TEST(peer_machine, unanswered_dwrs_make_it_suspect_then_failed_at_max) {
   EXPECT_EQ(h.take<close_transport>().size(), 1U);
 }
 
+TEST(peer_machine, after_an_unanswered_dwr_the_next_one_waits_tw_from_it) {
+  harness h;
+  h.open();
+  h.now = *h.m.next_deadline();
+  h.m.advance(h.now);
+  ASSERT_EQ(h.written().size(), 1U);
+  const steady_time first_dwr = h.now;
+  h.at(10s);  // unanswered
+  ASSERT_EQ(h.m.watchdog(), watchdog_state::suspect);
+  EXPECT_TRUE(h.written().empty());
+  const auto next = h.m.next_deadline();
+  ASSERT_TRUE(next);
+  EXPECT_GT(*next, h.now);
+  EXPECT_GE(*next - first_dwr, 28s);
+  EXPECT_LE(*next - first_dwr, 32s);
+  h.now = *next;
+  h.m.advance(h.now);
+  EXPECT_EQ(h.written().size(), 1U);
+}
+
+TEST(peer_machine, with_dwr_timeout_above_tw_the_next_dwr_follows_the_failure_at_once) {
+  peer_config c = test_config();
+  c.dwr_interval = 5s;
+  c.dwr_jitter = 0s;
+  c.dwr_timeout = 8s;
+  harness h(c);
+  h.open();
+  h.at(5s);
+  ASSERT_EQ(h.written().size(), 1U);
+  h.at(8s);  // unanswered; Tw after it has passed already: the next goes now
+  EXPECT_EQ(h.written().size(), 1U);
+  EXPECT_EQ(h.m.state(), peer_state::dwr_sent);
+  EXPECT_EQ(*h.m.next_deadline(), h.now + 8s);
+}
+
 TEST(peer_machine, suspect_recovers_on_any_message) {
   harness h;
   h.open();
