@@ -174,15 +174,8 @@ void peer_machine::connected(steady_time now, std::span<const ip_address> local,
 void peer_machine::write_cer() {
   const std::size_t before = out_.size();
   cer_hbh_ = allocate_hop_by_hop();
-  message_header h;
-  h.flags = cmd_flags::request;
-  h.command_code = command::capabilities_exchange;
-  h.hop_by_hop = cer_hbh_;
-  h.end_to_end = next_end_to_end();
   const capabilities& c = config_.local;
-  message_builder b(out_, h);
-  b.add_string(avp_code::origin_host, c.origin_host)
-      .add_string(avp_code::origin_realm, c.origin_realm);
+  message_builder b = base_request(command::capabilities_exchange, cer_hbh_);
   for (const auto& a : c.host_ip_addresses.empty() ? local_addresses_ : c.host_ip_addresses) {
     b.add_address(avp_code::host_ip_address, a);
   }
@@ -213,17 +206,22 @@ void peer_machine::write_cer() {
   count_output(before);
 }
 
-void peer_machine::write_dwr(steady_time now) {
-  const std::size_t before = out_.size();
-  dwr_hbh_ = allocate_hop_by_hop();
+message_builder peer_machine::base_request(std::uint32_t command_code, std::uint32_t hop_by_hop) {
   message_header h;
   h.flags = cmd_flags::request;
-  h.command_code = command::device_watchdog;
-  h.hop_by_hop = dwr_hbh_;
+  h.command_code = command_code;
+  h.hop_by_hop = hop_by_hop;
   h.end_to_end = next_end_to_end();
   message_builder b(out_, h);
   b.add_string(avp_code::origin_host, config_.local.origin_host)
       .add_string(avp_code::origin_realm, config_.local.origin_realm);
+  return b;
+}
+
+void peer_machine::write_dwr(steady_time now) {
+  const std::size_t before = out_.size();
+  dwr_hbh_ = allocate_hop_by_hop();
+  message_builder b = base_request(command::device_watchdog, dwr_hbh_);
   if (config_.local.origin_state_id) {
     b.add_unsigned32(avp_code::origin_state_id, *config_.local.origin_state_id);
   }
@@ -239,15 +237,8 @@ void peer_machine::write_dwr(steady_time now) {
 void peer_machine::write_dpr(steady_time now) {
   const std::size_t before = out_.size();
   dpr_hbh_ = allocate_hop_by_hop();
-  message_header h;
-  h.flags = cmd_flags::request;
-  h.command_code = command::disconnect_peer;
-  h.hop_by_hop = dpr_hbh_;
-  h.end_to_end = next_end_to_end();
-  message_builder b(out_, h);
-  b.add_string(avp_code::origin_host, config_.local.origin_host)
-      .add_string(avp_code::origin_realm, config_.local.origin_realm)
-      .add_integer32(avp_code::disconnect_cause, config_.disconnect_cause);
+  message_builder b = base_request(command::disconnect_peer, dpr_hbh_);
+  b.add_integer32(avp_code::disconnect_cause, config_.disconnect_cause);
   b.finish();
   count_output(before);
   dpa_deadline_ = now + config_.dpa_timeout;

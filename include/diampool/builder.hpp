@@ -45,6 +45,8 @@ class message_builder {
 
   message_builder(const message_builder&) = delete;
   message_builder& operator=(const message_builder&) = delete;
+  message_builder(message_builder&&) noexcept = default;
+  message_builder& operator=(message_builder&&) = delete;
   ~message_builder() = default;
 
   // -- by code: flags default to M; V and the Vendor-ID field are added when vendor_id != 0.

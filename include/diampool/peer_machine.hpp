@@ -24,6 +24,7 @@
 #include <variant>
 #include <vector>
 
+#include "diampool/builder.hpp"
 #include "diampool/codes.hpp"
 #include "diampool/error.hpp"
 #include "diampool/frame_decoder.hpp"
@@ -275,6 +276,8 @@ class peer_machine {
   void handle_cea(steady_time now, const message_view& msg);
   void handle_request(steady_time now, const message_view& msg);
   void handle_answer(const message_view& msg);
+  /// Starts a request of ours in the output: header, Origin-Host, Origin-Realm.
+  message_builder base_request(std::uint32_t command_code, std::uint32_t hop_by_hop);
   void write_cer();
   void write_dwr(steady_time now);
   void write_dpr(steady_time now);

@@ -283,15 +283,20 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
     op->complete(ec);
   }
 
+  // Stops a resolve or TCP connect under way; the connect operation ends with `ec`.
+  void abandon_dial(std::error_code ec) {
+    dialing = false;
+    resolver.cancel();
+    std::error_code ignored;
+    socket.close(ignored);
+    machine.start_reconnecting(clock::now());
+    complete_connect(ec);
+  }
+
   void do_cancel_connect() {
     if (!connect_op) return;
     if (dialing) {
-      dialing = false;
-      resolver.cancel();
-      std::error_code ignored;
-      socket.close(ignored);
-      machine.start_reconnecting(clock::now());
-      complete_connect(error::cancelled);
+      abandon_dial(error::cancelled);
       after_events();
       return;
     }
@@ -449,14 +454,7 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
   void do_close(std::unique_ptr<detail::close_op> op, std::error_code pending_error) {
     close_pending_error = pending_error;
     if (op) close_ops.push_back(std::move(op));
-    if (dialing) {
-      dialing = false;
-      resolver.cancel();
-      std::error_code ignored;
-      socket.close(ignored);
-      machine.start_reconnecting(clock::now());
-      complete_connect(error::connection_closed);
-    }
+    if (dialing) abandon_dial(error::connection_closed);
     machine.close(clock::now(), pending_error);
     after_events();
     if (!socket.is_open()) complete_close_ops();
