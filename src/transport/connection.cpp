@@ -153,7 +153,8 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
   std::vector<std::unique_ptr<detail::close_op>> close_ops;
   std::error_code close_pending_error = error::connection_closed;
   std::error_code last_error;
-  std::vector<peer_event> batch;  // events of one after_events() call (reused)
+  std::error_code connect_result;  // set when the connect must end with this error
+  std::vector<peer_event> batch;   // events of one after_events() call (reused)
 
   template <typename F>
   auto on_strand(F&& f) {
@@ -196,15 +197,19 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
     reopen_next = connects > 0 && (s == peer_state::failed || s == peer_state::reconnecting);
     const steady_time now = clock::now();
     connect_op = std::move(op);
+    connect_result.clear();
     connect_deadline = deadline;
     dial_deadline = std::min(deadline, now + config.dial_timeout);
     dialing = true;
     dial_timed_out = false;
     transport_closing = false;
     linger_deadline = steady_time::max();
+    // Whatever is left of the previous socket (a write still in flight, a read) is dropped
+    // here: close_socket() moves to a new generation, so their handlers are ignored.
+    close_socket();
+    unwritten = 0;
     machine.start_connecting(now);
     after_events();
-    ++socket_gen;
     log_event(log_level::debug, "connecting", {});
     resolver.async_resolve(
         host, port,
@@ -230,17 +235,14 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
   void dial_failed(std::error_code ec) {
     ec = normalize(ec);
     dialing = false;
+    dial_deadline = steady_time::max();
     if (dial_timed_out) ec = error::connection_timeout;
     std::error_code ignored;
     socket.close(ignored);
     last_error = ec;
-    machine.connection_lost(clock::now(), ec);
-    if (machine.state() == peer_state::connecting) {
-      // Not connected yet: the machine has nothing to fail; mark it failed for the record.
-      machine.start_reconnecting(clock::now());
-    }
     log_event(log_level::warn, "connect failed", {{"error", ec.message()}});
-    complete_connect(ec);
+    connect_result = ec;
+    machine.connection_lost(clock::now(), ec);  // CONNECTING -> FAILED
     after_events();
   }
 
@@ -283,14 +285,15 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
     op->complete(ec);
   }
 
-  // Stops a resolve or TCP connect under way; the connect operation ends with `ec`.
+  // Stops a resolve or TCP connect under way; the connect operation ends with `ec` (at the
+  // next after_events(), once the state is published).
   void abandon_dial(std::error_code ec) {
     dialing = false;
     resolver.cancel();
     std::error_code ignored;
     socket.close(ignored);
     machine.start_reconnecting(clock::now());
-    complete_connect(ec);
+    connect_result = ec;
   }
 
   void do_cancel_connect() {
@@ -301,7 +304,7 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
       return;
     }
     // Handshake under way: give up on this connection.
-    complete_connect(error::cancelled);
+    connect_result = error::cancelled;
     abort_transport(error::cancelled);
   }
 
@@ -516,7 +519,9 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
     bool opened = false;
     std::error_code connect_failure;
     if (connect_op && !dialing) {
-      if (usable) {
+      if (connect_result) {
+        connect_failure = std::exchange(connect_result, {});
+      } else if (usable) {
         opened = true;
         ++connects;
       } else if (s == peer_state::failed || s == peer_state::closed) {
@@ -621,7 +626,7 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
     }
     if (connect_op && !dialing && now >= connect_deadline) {
       log_event(log_level::warn, "handshake not done by the deadline", {});
-      complete_connect(error::timed_out);
+      connect_result = error::timed_out;
       abort_transport(error::timed_out);
       return;
     }
