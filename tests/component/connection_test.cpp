@@ -531,6 +531,7 @@ TEST_F(connection_test, a_peer_that_stops_reading_bounds_the_queue_and_fails_the
   }
   std::size_t queue_full = 0;
   std::size_t closed = 0;
+  std::size_t not_open = 0;  // issued after the write had already timed out (slow builds)
   std::size_t answered = 0;  // read by the peer before it stopped reading
   for (auto& fu : futures) {
     try {
@@ -541,16 +542,18 @@ TEST_F(connection_test, a_peer_that_stops_reading_bounds_the_queue_and_fails_the
         ++queue_full;
       } else if (e.code() == error::connection_closed) {
         ++closed;
+      } else if (e.code() == error::not_open) {
+        ++not_open;
       } else {
         ADD_FAILURE() << e.code().message();
       }
     }
   }
-  EXPECT_EQ(queue_full + closed + answered, total);  // one outcome each, none hung
+  EXPECT_EQ(queue_full + closed + not_open + answered, total);  // one outcome each, none hung
   EXPECT_LE(answered, 2U);
   // Beyond what the kernel holds, at most send_buffer_size wait to be written and max_backlog
   // wait for room; everything else is refused at once.
-  EXPECT_GE(queue_full, 40U);
+  EXPECT_GE(queue_full + not_open, 40U);
   EXPECT_GT(closed, 0U);  // the stalled write failed the connection, and its requests
   EXPECT_EQ(conn->state(), peer_state::failed);
   EXPECT_EQ(conn->stats().last_error, std::errc::timed_out);

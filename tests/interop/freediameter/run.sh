@@ -31,6 +31,8 @@
 #   DIAMPOOL_FD_VARIANT=NAME              the configuration variant in use
 #   DIAMPOOL_FD_LOG=FILE                  freeDiameter's log (a test may read it)
 #   DIAMPOOL_FD_DIR=DIR                   the temp dir (deleted afterwards)
+#   DIAMPOOL_FD_PID=PID                   freeDiameterd's PID (a test may send it SIGTERM,
+#                                         which makes it send DPR to its peers and exit)
 #   DIAMPOOL_FD_CA_FILE, DIAMPOOL_FD_CLIENT_CERT, DIAMPOOL_FD_CLIENT_KEY
 #                                         the test CA and a client certificate it signed
 #                                         (CN client.example.com), PEM
@@ -243,6 +245,7 @@ export DIAMPOOL_FD_TW=6
 export DIAMPOOL_FD_VARIANT="$variant"
 export DIAMPOOL_FD_LOG="$log"
 export DIAMPOOL_FD_DIR="$dir"
+export DIAMPOOL_FD_PID="$fd_pid"
 export DIAMPOOL_FD_CA_FILE="$dir/ca.pem"
 export DIAMPOOL_FD_CLIENT_CERT="$dir/client.pem"
 export DIAMPOOL_FD_CLIENT_KEY="$dir/client.key"
