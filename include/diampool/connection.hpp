@@ -33,6 +33,7 @@
 #include <system_error>
 #include <vector>
 
+#include "diampool/address.hpp"
 #include "diampool/error.hpp"
 #include "diampool/logger.hpp"
 #include "diampool/peer_machine.hpp"
@@ -237,10 +238,5 @@ class connection {
   std::atomic<std::uint64_t> next_request_id_{1};
   std::shared_ptr<impl> impl_;
 };
-
-/// Splits "host:port" or "[v6]:port" into host and port. Errors (invalid_address is reported
-/// as std::errc::invalid_argument): missing host or port, port not in 1..65535, unbalanced
-/// brackets, an IPv6 literal without brackets.
-std::error_code split_address(std::string_view address, std::string& host, std::string& port);
 
 }  // namespace diampool

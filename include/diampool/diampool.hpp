@@ -1,6 +1,7 @@
 // diampool: umbrella header.
 #pragma once
 
+#include "diampool/address.hpp"
 #include "diampool/avp.hpp"
 #include "diampool/builder.hpp"
 #include "diampool/codes.hpp"

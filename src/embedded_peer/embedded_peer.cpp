@@ -1,5 +1,7 @@
 #include "diampool/embedded_peer.hpp"
 
+#include "diampool/address.hpp"
+
 #include <algorithm>
 #include <asio/executor_work_guard.hpp>
 #include <asio/io_context.hpp>
@@ -82,32 +84,14 @@ ip_address to_ip_address(const asio::ip::address& a) {
                           "embedded_peer: listen address \"" + listen + "\": " + why);
 }
 
-// "host:port" or "[v6]:port".
+// "host:port" or "[v6]:port"; port 0 picks an ephemeral port.
 std::pair<std::string, std::uint16_t> split_listen(const std::string& listen) {
   std::string host;
   std::string port;
-  if (!listen.empty() && listen.front() == '[') {
-    const auto close = listen.find(']');
-    if (close == std::string::npos || close + 1 >= listen.size() || listen[close + 1] != ':') {
-      throw_bad_listen(listen, "expected [address]:port");
-    }
-    host = listen.substr(1, close - 1);
-    port = listen.substr(close + 2);
-  } else {
-    const auto colon = listen.rfind(':');
-    if (colon == std::string::npos || listen.find(':') != colon) {
-      throw_bad_listen(listen, "expected host:port (IPv6 in brackets)");
-    }
-    host = listen.substr(0, colon);
-    port = listen.substr(colon + 1);
+  if (split_address(listen, host, port, /*allow_port_zero=*/true)) {
+    throw_bad_listen(listen, "expected host:port or [IPv6]:port with a port in 0..65535");
   }
-  if (host.empty() || port.empty() || port.size() > 5 ||
-      !std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; })) {
-    throw_bad_listen(listen, "expected host:port");
-  }
-  const unsigned long value = std::stoul(port);
-  if (value > 65535) throw_bad_listen(listen, "port out of range");
-  return {host, static_cast<std::uint16_t>(value)};
+  return {host, static_cast<std::uint16_t>(std::stoul(port))};
 }
 
 }  // namespace

@@ -9,7 +9,6 @@
 #include <asio/strand.hpp>
 #include <asio/use_future.hpp>
 #include <asio/write.hpp>
-#include <charconv>
 #include <deque>
 #include <future>
 #include <mutex>
@@ -32,37 +31,6 @@ std::error_code connection_config::validate(std::string* field) const {
   if (write_timeout <= std::chrono::nanoseconds::zero()) return bad("write_timeout");
   if (read_buffer_size < 1024) return bad("read_buffer_size");
   if (field != nullptr) field->clear();
-  return {};
-}
-
-std::error_code split_address(std::string_view address, std::string& host, std::string& port) {
-  const std::error_code invalid = std::make_error_code(std::errc::invalid_argument);
-  std::string_view h;
-  std::string_view p;
-  if (!address.empty() && address.front() == '[') {
-    const auto close = address.find(']');
-    if (close == std::string_view::npos || close + 1 >= address.size() ||
-        address[close + 1] != ':') {
-      return invalid;
-    }
-    h = address.substr(1, close - 1);
-    p = address.substr(close + 2);
-    if (h.find(':') == std::string_view::npos) return invalid;  // brackets are for IPv6
-  } else {
-    const auto colon = address.rfind(':');
-    if (colon == std::string_view::npos) return invalid;
-    h = address.substr(0, colon);
-    p = address.substr(colon + 1);
-    if (h.find(':') != std::string_view::npos) return invalid;  // IPv6 needs brackets
-  }
-  if (h.empty() || p.empty() || p.size() > 5) return invalid;
-  unsigned value = 0;
-  const auto [end, ec] = std::from_chars(p.data(), p.data() + p.size(), value);
-  if (ec != std::errc{} || end != p.data() + p.size() || value == 0 || value > 65535) {
-    return invalid;
-  }
-  host.assign(h);
-  port.assign(p);
   return {};
 }
 

@@ -699,18 +699,5 @@ TEST_F(connection_test, logs_structured_records_with_the_address_and_state) {
   EXPECT_TRUE(has("info closing transport"));
 }
 
-TEST(split_address, accepts_host_port_forms) {
-  std::string h;
-  std::string p;
-  EXPECT_FALSE(split_address("127.0.0.1:3868", h, p));
-  EXPECT_EQ(h, "127.0.0.1");
-  EXPECT_EQ(p, "3868");
-  EXPECT_FALSE(split_address("[::1]:3868", h, p));
-  EXPECT_EQ(h, "::1");
-  EXPECT_FALSE(split_address("peer.example.net:65535", h, p));
-  EXPECT_EQ(h, "peer.example.net");
-  EXPECT_EQ(p, "65535");
-}
-
 }  // namespace
 }  // namespace diampool
