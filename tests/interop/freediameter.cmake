@@ -20,3 +20,19 @@ target_compile_definitions(freediameter_raw_test PRIVATE
 add_test(NAME freediameter_raw
          COMMAND bash ${DIAMPOOL_FD_RUN} -- $<TARGET_FILE:freediameter_raw_test>)
 set_tests_properties(freediameter_raw PROPERTIES LABELS interop TIMEOUT 180)
+
+# diampool::connection (transport and peer machine) against freeDiameter: the whole binary in
+# one harness run. Its last case sends SIGTERM to freeDiameterd (DIAMPOOL_FD_PID) to get a DPR
+# from it, so the cases must run in file order (no --gtest_shuffle).
+add_executable(freediameter_connection_test freediameter_connection_test.cpp)
+target_link_libraries(freediameter_connection_test PRIVATE diampool::diampool GTest::gtest
+                                                           GTest::gtest_main)
+target_compile_options(freediameter_connection_test PRIVATE -Wall -Wextra)
+
+# The traffic of this run is captured on lo inside the namespace and decoded by tshark: at least
+# 1000 Diameter messages, none malformed (capture.sh).
+add_test(NAME freediameter_connection
+         COMMAND bash ${DIAMPOOL_FD_RUN} --
+                 bash ${CMAKE_CURRENT_SOURCE_DIR}/freediameter/capture.sh 1000
+                 $<TARGET_FILE:freediameter_connection_test>)
+set_tests_properties(freediameter_connection PROPERTIES LABELS interop TIMEOUT 240)
