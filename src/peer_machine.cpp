@@ -63,6 +63,7 @@ std::error_code peer_config::validate(std::string* field) const {
   if (dwr_timeout <= nanoseconds::zero()) return bad("dwr_timeout");
   if (max_dwr_failures == 0) return bad("max_dwr_failures");
   if (dpa_timeout <= nanoseconds::zero()) return bad("dpa_timeout");
+  if (drain_timeout < nanoseconds::zero()) return bad("drain_timeout");
   if (max_message_size < header_size || max_message_size > max_length_field) {
     return bad("max_message_size");
   }
@@ -125,7 +126,7 @@ std::optional<steady_time> peer_machine::next_deadline() const noexcept {
       consider(cer_deadline_);
       break;
     case peer_state::closing:
-      consider(dpa_deadline_);
+      consider(draining_ ? drain_deadline_ : dpa_deadline_);
       break;
     case peer_state::open:
     case peer_state::dwr_sent:
@@ -155,6 +156,7 @@ void peer_machine::start_connecting(steady_time /*now*/) {
   peer_ = {};
   cer_hbh_ = dwr_hbh_ = dpr_hbh_ = 0;
   dwr_failures_ = 0;
+  draining_ = dpa_received_ = false;
   set_state(peer_state::connecting);
 }
 
@@ -263,6 +265,7 @@ void peer_machine::write_answer(const message_view& request, std::uint32_t resul
 }
 
 void peer_machine::receive(steady_time now, std::span<const std::uint8_t> bytes) {
+  last_input_ = now;
   counters_.bytes_received += bytes.size();
   while (!bytes.empty() && state_ != peer_state::failed && state_ != peer_state::closed) {
     std::error_code ec;
@@ -492,7 +495,10 @@ void peer_machine::handle_answer(const message_view& msg) {
   }
   if (hbh != 0 && hbh == dpr_hbh_ && msg.header().command_code == command::disconnect_peer) {
     dpr_hbh_ = 0;
-    finish(peer_state::closed, {}, pending_close_error_);
+    dpa_received_ = true;
+    // Some peers (freeDiameter) put the DPA before the answers still owed: wait for those,
+    // within dpa_timeout.
+    if (pending_.empty()) finish(peer_state::closed, {}, pending_close_error_);
     return;
   }
   auto it = pending_.find(hbh);
@@ -510,9 +516,22 @@ void peer_machine::handle_answer(const message_view& msg) {
   answer_received a{p.request, {b.begin(), b.end()}};
   detail::store_u32(a.message.data() + 12, p.caller_hop_by_hop);
   events_.emplace_back(std::move(a));
+  if (state_ == peer_state::closing) closing_progress(last_received_);
+}
+
+void peer_machine::closing_progress(steady_time now) {
+  if (state_ != peer_state::closing) return;
+  if (draining_ && (pending_.empty() || now >= drain_deadline_)) {
+    draining_ = false;
+    write_dpr(now);
+  } else if (!draining_ && (now >= dpa_deadline_ || (dpa_received_ && pending_.empty()))) {
+    dpr_hbh_ = 0;
+    finish(peer_state::closed, {}, pending_close_error_);
+  }
 }
 
 void peer_machine::advance(steady_time now) {
+  last_input_ = now;
   // Request deadlines first: a request whose deadline passed gets timed_out even if the
   // connection fails in the same step.
   while (!deadlines_.empty() && deadlines_.begin()->first <= now) {
@@ -531,10 +550,7 @@ void peer_machine::advance(steady_time now) {
       if (now >= cer_deadline_) fail_handshake(0, "no CEA within cer_timeout", nullptr);
       break;
     case peer_state::closing:
-      if (now >= dpa_deadline_) {
-        dpr_hbh_ = 0;
-        finish(peer_state::closed, {}, pending_close_error_);
-      }
+      closing_progress(now);
       break;
     case peer_state::open:
     case peer_state::dwr_sent:
@@ -612,6 +628,7 @@ bool peer_machine::cancel(std::uint64_t request) {
   pending_.erase(p);
   hbh_of_request_.erase(it);
   counters_.requests_cancelled++;
+  if (state_ == peer_state::closing && pending_.empty()) closing_progress(last_input_);
   return true;
 }
 
@@ -627,11 +644,19 @@ std::error_code peer_machine::send_answer(std::span<const std::uint8_t> answer) 
 }
 
 void peer_machine::close(steady_time now, std::error_code pending_error) {
+  last_input_ = now;
   pending_close_error_ = pending_error;
   if (is_active(state_)) {
     dwr_hbh_ = 0;
-    write_dpr(now);
     set_state(peer_state::closing);
+    dpa_received_ = false;
+    if (!pending_.empty() && config_.drain_timeout > std::chrono::nanoseconds::zero()) {
+      // Let the answers still owed arrive before saying goodbye (RFC 6733 section 5.4).
+      draining_ = true;
+      drain_deadline_ = now + config_.drain_timeout;
+    } else {
+      write_dpr(now);
+    }
     return;
   }
   if (state_ == peer_state::closing || state_ == peer_state::closed) return;

@@ -104,8 +104,12 @@ struct peer_config {
   unsigned max_dwr_failures = 3;                                    ///< [MaxDWRFailures]
   /// DWAs needed after a reconnection before requests flow again (RFC 3539 REOPEN).
   unsigned reopen_dwas = 3;
-  /// How long our DPR waits for its DPA before the connection is closed anyway.
+  /// How long our DPR waits for its DPA (and for answers the peer sends after it) before the
+  /// connection is closed anyway.
   std::chrono::nanoseconds dpa_timeout = std::chrono::seconds(2);
+  /// On close(), how long requests still pending may take to be answered before the DPR is
+  /// sent (no new requests are accepted meanwhile). 0: send the DPR at once.
+  std::chrono::nanoseconds drain_timeout = std::chrono::seconds(2);
   /// Disconnect-Cause of the DPR we send on close().
   std::int32_t disconnect_cause = disconnect_cause::rebooting;
   std::size_t max_message_size = default_max_message_size;
@@ -215,8 +219,9 @@ class peer_machine {
   bool cancel(std::uint64_t request);
   /// Writes the user's answer to a peer_request (R clear, ids of the request).
   std::error_code send_answer(std::span<const std::uint8_t> answer);
-  /// Graceful close: if active, sends DPR (config's Disconnect-Cause) and waits up to
-  /// dpa_timeout for the DPA while answers still arrive; then CLOSED. Pending requests still
+  /// Graceful close: if active, enters CLOSING (no new requests), lets pending requests be
+  /// answered for up to drain_timeout, then sends DPR (config's Disconnect-Cause) and waits up
+  /// to dpa_timeout for the DPA and any answers still owed; then CLOSED. Requests still
   /// unanswered then fail with `pending_error`. If not active, closes at once.
   void close(steady_time now, std::error_code pending_error = error::connection_closed);
 
@@ -287,6 +292,8 @@ class peer_machine {
   /// close, enters `to` (FAILED or CLOSED).
   void finish(peer_state to, std::error_code reason, std::error_code pending_error);
   void fail_all_pending(std::error_code ec);
+  /// In CLOSING: sends the DPR once draining is over, ends once the DPA and answers are in.
+  void closing_progress(steady_time now);
   void count_output(std::size_t before);
 
   peer_config config_;
@@ -310,6 +317,10 @@ class peer_machine {
   std::uint32_t dpr_hbh_ = 0;
   steady_time cer_deadline_{};
   steady_time dpa_deadline_{};
+  steady_time drain_deadline_{};
+  steady_time last_input_{};  // time of the latest input that carried one
+  bool draining_ = false;     // CLOSING, DPR not sent yet
+  bool dpa_received_ = false;
   steady_time last_received_{};
   steady_time last_dwr_sent_{};
   std::chrono::nanoseconds tw_{};

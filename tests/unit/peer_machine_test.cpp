@@ -775,9 +775,10 @@ TEST(peer_machine, peer_dpr_is_answered_and_closes_cleanly) {
   EXPECT_EQ(h.m.state(), peer_state::closed);  // the peer closing after DPA is fine
 }
 
-TEST(peer_machine, close_sends_dpr_delivers_late_answers_then_closes_on_dpa) {
+TEST(peer_machine, close_without_draining_sends_dpr_at_once_and_waits_for_owed_answers) {
   peer_config c = test_config();
   c.disconnect_cause = disconnect_cause::busy;
+  c.drain_timeout = 0s;
   harness h(c);
   h.open();
   ASSERT_FALSE(h.m.send(h.now, 1, harness::request(272, 1), h.now + 10s));
@@ -793,7 +794,10 @@ TEST(peer_machine, close_sends_dpr_delivers_late_answers_then_closes_on_dpa) {
   EXPECT_EQ(h.m.send(h.now, 3, harness::request(272, 3), h.now + 1s), error::not_open);
   h.feed(harness::answer_for(sent[0], 2001));
   EXPECT_EQ(h.take<answer_received>().size(), 1U);
+  // The DPA comes before the answer to request 2 (freeDiameter does this): keep waiting.
   h.feed(harness::answer_for(dpr, 2001));
+  EXPECT_EQ(h.m.state(), peer_state::closing);
+  h.at(2s);  // request 2 is never answered
   EXPECT_EQ(h.m.state(), peer_state::closed);
   EXPECT_FALSE(h.m.close_reason());
   const auto failed = h.take<request_failed>();
@@ -801,6 +805,74 @@ TEST(peer_machine, close_sends_dpr_delivers_late_answers_then_closes_on_dpa) {
   EXPECT_EQ(failed[0].request, 2U);
   EXPECT_EQ(failed[0].error, error::invalid_config);
   EXPECT_EQ(h.take<close_transport>().size(), 1U);
+}
+
+TEST(peer_machine, answers_after_the_dpa_are_delivered_then_it_closes) {
+  peer_config c = test_config();
+  c.drain_timeout = 0s;
+  harness h(c);
+  h.open();
+  ASSERT_FALSE(h.m.send(h.now, 1, harness::request(272, 1), h.now + 10s));
+  const bytes req = h.written_one();
+  h.m.close(h.now);
+  const bytes dpr = h.written_one();
+  h.feed(harness::answer_for(dpr, 2001));
+  EXPECT_EQ(h.m.state(), peer_state::closing);
+  h.feed(harness::answer_for(req, 2001));
+  EXPECT_EQ(h.take<answer_received>().size(), 1U);
+  EXPECT_EQ(h.m.state(), peer_state::closed);
+  EXPECT_TRUE(h.take<request_failed>().empty());
+}
+
+TEST(peer_machine, close_drains_pending_answers_before_the_dpr) {
+  harness h;  // drain_timeout 2 s
+  h.open();
+  ASSERT_FALSE(h.m.send(h.now, 1, harness::request(272, 1), h.now + 10s));
+  ASSERT_FALSE(h.m.send(h.now, 2, harness::request(272, 2), h.now + 10s));
+  const auto sent = h.written();
+  h.m.close(h.now);
+  EXPECT_EQ(h.m.state(), peer_state::closing);
+  EXPECT_FALSE(h.m.ready());
+  EXPECT_TRUE(h.written().empty());  // no DPR while answers are owed
+  EXPECT_EQ(h.m.next_deadline(), h.now + 2s);
+  EXPECT_EQ(h.m.send(h.now, 3, harness::request(272, 3), h.now + 1s), error::not_open);
+  h.feed(harness::answer_for(sent[0], 2001));
+  EXPECT_TRUE(h.written().empty());
+  h.feed(harness::answer_for(sent[1], 2001));
+  const bytes dpr = h.written_one();  // the last answer lets the DPR go
+  EXPECT_EQ(harness::view(dpr).header().command_code, command::disconnect_peer);
+  h.feed(harness::answer_for(dpr, 2001));
+  EXPECT_EQ(h.m.state(), peer_state::closed);
+  EXPECT_EQ(h.take<answer_received>().size(), 2U);
+  EXPECT_TRUE(h.take<request_failed>().empty());
+}
+
+TEST(peer_machine, draining_ends_at_drain_timeout_or_when_the_last_request_is_cancelled) {
+  {
+    harness h;
+    h.open();
+    ASSERT_FALSE(h.m.send(h.now, 1, harness::request(272, 1), h.now + 1h));
+    h.written();
+    h.m.close(h.now);
+    h.at(2s - 1ns);
+    EXPECT_TRUE(h.written().empty());
+    h.at(1ns);
+    const bytes dpr = h.written_one();
+    EXPECT_EQ(harness::view(dpr).header().command_code, command::disconnect_peer);
+    EXPECT_EQ(h.m.next_deadline(), h.now + 2s);  // now the DPA wait
+    h.at(2s);
+    EXPECT_EQ(h.m.state(), peer_state::closed);
+    ASSERT_EQ(h.take<request_failed>().size(), 1U);
+  }
+  {
+    harness h;
+    h.open();
+    ASSERT_FALSE(h.m.send(h.now, 1, harness::request(272, 1), h.now + 1h));
+    h.written();
+    h.m.close(h.now);
+    EXPECT_TRUE(h.m.cancel(1));
+    EXPECT_EQ(harness::view(h.written_one()).header().command_code, command::disconnect_peer);
+  }
 }
 
 TEST(peer_machine, close_without_dpa_ends_at_dpa_timeout_or_when_the_peer_closes) {
