@@ -81,6 +81,7 @@ struct connection_stats {
   std::uint64_t reconnects = 0;  ///< Successful connects after the first.
   std::uint64_t pending = 0;     ///< Requests waiting for their answer.
   std::uint64_t backlog = 0;     ///< Requests waiting for room in the send queue.
+  /// The most recent failure (kept after a successful reconnection, for the record).
   std::error_code last_error;
   std::optional<handshake_failure> handshake;         ///< Why the last handshake failed, if it did.
   std::optional<std::int32_t> peer_disconnect_cause;  ///< Of the peer's last DPR.
@@ -221,6 +222,8 @@ class connection {
   /// OPEN or DWR_SENT and not in REOPEN: requests are accepted.
   bool ready() const noexcept;
   connection_stats stats() const;
+  /// What the peer advertised in its CEA on the last successful handshake (empty before).
+  capabilities peer() const;
 
   struct impl;
 

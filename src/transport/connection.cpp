@@ -80,6 +80,7 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
   std::atomic<bool> ready{false};
   mutable std::mutex stats_mutex;
   connection_stats published;
+  capabilities peer_caps;  // the peer's CEA, under stats_mutex
 
   // ---- strand-only state ----
   asio::strand<executor_type> strand;
@@ -293,10 +294,9 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
     if (transport_closing) return;
     const steady_time now = clock::now();
     if (ec) {
-      if (ec != asio::error::operation_aborted) {
-        last_error = normalize(ec);
-        machine.connection_lost(now, last_error);
-      }
+      // The machine decides whether this is a failure (last_error is then set from its
+      // close reason) or the expected end of a DPR/DPA exchange.
+      if (ec != asio::error::operation_aborted) machine.connection_lost(now, normalize(ec));
       after_events();
       return;
     }
@@ -325,8 +325,7 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
     in_write = 0;
     if (ec) {
       if (ec != asio::error::operation_aborted) {
-        last_error = normalize(ec);
-        machine.connection_lost(clock::now(), last_error);
+        machine.connection_lost(clock::now(), normalize(ec));
       }
       after_events();
       return;
@@ -505,6 +504,10 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
     batch.clear();
     if (opened) {
       log_event(log_level::info, "connection open", {{"peer", machine.peer().origin_host}});
+      {
+        std::lock_guard lock(stats_mutex);
+        peer_caps = machine.peer();
+      }
       complete_connect({});
     } else if (connect_failure) {
       complete_connect(connect_failure);
@@ -708,6 +711,11 @@ peer_state connection::state() const noexcept {
 
 bool connection::ready() const noexcept {
   return impl_->ready.load(std::memory_order_acquire);
+}
+
+capabilities connection::peer() const {
+  std::lock_guard lock(impl_->stats_mutex);
+  return impl_->peer_caps;
 }
 
 connection_stats connection::stats() const {

@@ -113,6 +113,12 @@ TEST_F(connection_test, connects_and_exchanges_capabilities) {
   EXPECT_EQ(v.find(avp_code::origin_host)->as_string(), "client.example.com");
   EXPECT_EQ(v.find(avp_code::host_ip_address)->as_address().ip()->to_string(), "127.0.0.1");
   EXPECT_EQ(v.find(avp_code::auth_application_id)->as_unsigned32(), 4U);
+  const capabilities p = conn->peer();
+  EXPECT_EQ(p.origin_host, "peer.example.net");
+  EXPECT_EQ(p.origin_realm, "example.net");
+  EXPECT_EQ(p.product_name, "diampool-peer");
+  ASSERT_EQ(p.host_ip_addresses.size(), 1U);
+  EXPECT_EQ(p.host_ip_addresses[0].to_string(), "127.0.0.1");
   const auto s = conn->stats();
   EXPECT_EQ(s.state, peer_state::open);
   EXPECT_EQ(s.messages_sent, 1U);
@@ -439,6 +445,7 @@ TEST_F(connection_test, close_sends_dpr_and_later_sends_fail) {
   auto conn = open();
   conn->close();
   EXPECT_EQ(conn->state(), peer_state::closed);
+  EXPECT_FALSE(conn->stats().last_error);  // a clean close is not an error
   EXPECT_EQ(peer_.stats().dprs, 1U);
   EXPECT_EQ(peer_.stats().dpas_sent, 1U);
   std::error_code ec;
