@@ -25,9 +25,10 @@ inline std::vector<std::uint8_t> hex(const char* text) {
   return bytes;
 }
 
-/// Builds the reference CER with the builder.
-inline std::vector<std::uint8_t> build_reference_cer() {
-  std::vector<std::uint8_t> out;
+/// Writes the reference CER into `out` (a std::vector or a fixed span) and returns its bytes;
+/// an empty span with `ec` set if it does not fit.
+template <typename Buffer>
+std::span<const std::uint8_t> write_reference_cer(Buffer& out, std::error_code& ec) {
   message_header h;
   h.flags = cmd_flags::request;
   h.command_code = command::capabilities_exchange;
@@ -40,7 +41,15 @@ inline std::vector<std::uint8_t> build_reference_cer() {
       .add_unsigned32(avp_code::vendor_id, 0)
       .add_string(avp_code::product_name, "lab-pyclient", 0)
       .add_unsigned32(avp_code::auth_application_id, 16777215);
-  b.finish();
+  return b.finish(ec);
+}
+
+/// Builds the reference CER with the builder.
+inline std::vector<std::uint8_t> build_reference_cer() {
+  std::vector<std::uint8_t> out;
+  std::error_code ec;
+  write_reference_cer(out, ec);
+  if (ec) throw std::system_error(ec);
   return out;
 }
 
