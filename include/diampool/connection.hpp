@@ -54,7 +54,7 @@ struct connection_config {
   /// reading cannot hold requests or memory forever).
   std::chrono::nanoseconds write_timeout = std::chrono::seconds(10);
   /// Size of the read buffer (one per connection, reused).
-  std::size_t read_buffer_size = 64 * 1024;
+  std::size_t read_buffer_size = std::size_t{64} * 1024;
   /// Requests from the peer other than DWR/DPR. Called on the connection's strand with the
   /// request; returns the answer to write (same Hop-by-Hop and End-to-End ids). Not set:
   /// those requests are answered with 3001 (DIAMETER_COMMAND_UNSUPPORTED) and the E bit.

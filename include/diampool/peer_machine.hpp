@@ -264,8 +264,8 @@ class peer_machine {
 
  private:
   struct pending_entry {
-    std::uint64_t request;
-    std::uint32_t caller_hop_by_hop;
+    std::uint64_t request = 0;
+    std::uint32_t caller_hop_by_hop = 0;
     std::multimap<steady_time, std::uint32_t>::iterator deadline;
   };
 

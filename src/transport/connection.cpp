@@ -661,14 +661,20 @@ connection::connection(executor_type executor, connection_config config,
       impl_(std::make_shared<impl>(executor, std::move(config), std::move(log))) {}
 
 connection::~connection() {
-  asio::post(impl_->strand, [self = impl_] {
-    if (self->socket.is_open() || self->dialing || !self->sends.empty() || !self->backlog.empty()) {
-      self->abort_transport(error::connection_closed);
-    }
-    self->complete_connect(error::connection_closed);
-    self->timer.cancel();
-    self->timer_at = steady_time::max();
-  });
+  // Posting can only fail on allocation; a destructor must not throw, and the I/O thread then
+  // ends the connection when the io_context stops.
+  try {
+    asio::post(impl_->strand, [self = impl_] {
+      if (self->socket.is_open() || self->dialing || !self->sends.empty() ||
+          !self->backlog.empty()) {
+        self->abort_transport(error::connection_closed);
+      }
+      self->complete_connect(error::connection_closed);
+      self->timer.cancel();
+      self->timer_at = steady_time::max();
+    });
+  } catch (...) {
+  }
 }
 
 void connection::start_connect(std::unique_ptr<detail::connect_op> op, std::string address,
