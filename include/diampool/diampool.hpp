@@ -3,6 +3,7 @@
 
 #include "diampool/address.hpp"
 #include "diampool/avp.hpp"
+#include "diampool/backoff.hpp"
 #include "diampool/builder.hpp"
 #include "diampool/codes.hpp"
 #include "diampool/connection.hpp"
@@ -12,5 +13,6 @@
 #include "diampool/logger.hpp"
 #include "diampool/message.hpp"
 #include "diampool/peer_machine.hpp"
+#include "diampool/pool_config.hpp"
 #include "diampool/print.hpp"
 #include "diampool/types.hpp"
