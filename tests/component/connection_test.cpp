@@ -83,6 +83,19 @@ class connection_test : public ::testing::Test {
   }
   static steady_time in(std::chrono::nanoseconds d) { return clock::now() + d; }
 
+  /// Makes the peer hold its answers, sends one request and returns once the peer has it: a
+  /// request that stays pending until the test ends the connection.
+  std::future<bytes> pending_request(connection& conn) {
+    embedded_peer_faults f;
+    f.answer_delay = std::chrono::seconds(30);
+    peer_.set_faults(f);
+    const auto before = peer_.stats().requests;
+    auto fu = conn.async_send(make_request(1, "s"), in(60s), asio::use_future);
+    EXPECT_TRUE(
+        peer_.wait_for([&](const embedded_peer_stats& s) { return s.requests > before; }, 5s));
+    return fu;
+  }
+
   asio::io_context io_;
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_{
       io_.get_executor()};
@@ -456,11 +469,7 @@ TEST_F(connection_test, close_sends_dpr_and_later_sends_fail) {
 
 TEST_F(connection_test, close_fails_pending_requests_with_the_given_error_after_the_dpa_wait) {
   auto conn = open();
-  embedded_peer_faults f;
-  f.answer_delay = 10s;
-  peer_.set_faults(f);
-  auto fu = conn->async_send(make_request(1, "s"), in(30s), asio::use_future);
-  ASSERT_TRUE(peer_.wait_for([](const embedded_peer_stats& s) { return s.requests == 1; }, 5s));
+  auto fu = pending_request(*conn);
   conn->close(error::invalid_config);
   try {
     fu.get();
@@ -490,11 +499,7 @@ TEST_F(connection_test, reconnects_after_failure_with_reopen) {
 
 TEST_F(connection_test, garbage_from_the_peer_fails_the_connection_and_its_requests) {
   auto conn = open();
-  embedded_peer_faults f;
-  f.answer_delay = 5s;
-  peer_.set_faults(f);
-  auto fu = conn->async_send(make_request(1, "s"), in(30s), asio::use_future);
-  ASSERT_TRUE(peer_.wait_for([](const embedded_peer_stats& s) { return s.requests == 1; }, 5s));
+  auto fu = pending_request(*conn);
   peer_.write_raw({2, 0, 0, 20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0});
   try {
     fu.get();
@@ -594,11 +599,7 @@ TEST_F(connection_test, malformed_addresses_are_rejected_before_any_dial) {
 
 TEST_F(connection_test, destroying_a_connection_fails_its_pending_requests) {
   auto conn = open();
-  embedded_peer_faults f;
-  f.answer_delay = 10s;
-  peer_.set_faults(f);
-  auto fu = conn->async_send(make_request(1, "s"), in(30s), asio::use_future);
-  ASSERT_TRUE(peer_.wait_for([](const embedded_peer_stats& s) { return s.requests == 1; }, 5s));
+  auto fu = pending_request(*conn);
   conn.reset();
   conn_.reset();
   try {
@@ -644,11 +645,7 @@ TEST_F(connection_test, dropped_answers_time_out_and_duplicates_are_unmatched) {
 
 TEST_F(connection_test, an_oversized_length_from_the_peer_fails_the_connection) {
   auto conn = open();
-  embedded_peer_faults f;
-  f.answer_delay = 5s;
-  peer_.set_faults(f);
-  auto fu = conn->async_send(make_request(1, "s"), in(30s), asio::use_future);
-  ASSERT_TRUE(peer_.wait_for([](const embedded_peer_stats& s) { return s.requests == 1; }, 5s));
+  auto fu = pending_request(*conn);
   peer_.write_raw({1, 0xFF, 0xFF, 0xFC, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0});
   EXPECT_THROW(fu.get(), std::system_error);
   EXPECT_EQ(conn->state(), peer_state::failed);
