@@ -59,6 +59,11 @@ struct connection_config {
   /// request; returns the answer to write (same Hop-by-Hop and End-to-End ids). Not set:
   /// those requests are answered with 3001 (DIAMETER_COMMAND_UNSUPPORTED) and the E bit.
   std::function<std::vector<std::uint8_t>(const message_view&)> request_handler;
+  /// Called on the connection's strand after each state change has been published (so
+  /// state() and stats() already show it), with the reason when the connection failed or
+  /// closed. For owners such as a pool that must react to a connection going down. It must not
+  /// block and must not call the synchronous API.
+  std::function<void(peer_state from, peer_state to, std::error_code reason)> on_state_change;
 
   /// invalid_config naming the first bad field in `field`, or success.
   std::error_code validate(std::string* field = nullptr) const;

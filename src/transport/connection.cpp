@@ -499,8 +499,18 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
     state.store(s, std::memory_order_release);
     ready.store(usable, std::memory_order_release);
     publish();
-    for (auto& ev : batch)
+    if (config.on_state_change) {
+      for (const auto& ev : batch) {
+        if (const auto* sc = std::get_if<state_changed>(&ev)) {
+          const bool ended = sc->to == peer_state::failed || sc->to == peer_state::closed;
+          config.on_state_change(sc->from, sc->to,
+                                 ended ? machine.close_reason() : std::error_code{});
+        }
+      }
+    }
+    for (auto& ev : batch) {
       std::visit([&](auto& e) { handle(now, e); }, ev);
+    }
     batch.clear();
     if (opened) {
       log_event(log_level::info, "connection open", {{"peer", machine.peer().origin_host}});

@@ -665,6 +665,43 @@ TEST_F(connection_test, a_peer_closing_after_n_messages_fails_what_is_pending) {
   EXPECT_EQ(conn->state(), peer_state::failed);
 }
 
+TEST_F(connection_test, reports_every_state_change_with_the_reason) {
+  std::mutex m;
+  std::vector<std::string> changes;
+  std::vector<std::error_code> reasons;
+  connection_config c = test_config();
+  c.on_state_change = [&](peer_state from, peer_state to, std::error_code reason) {
+    std::lock_guard lock(m);
+    changes.push_back(std::string(to_string(from)) + ">" + std::string(to_string(to)));
+    reasons.push_back(reason);
+  };
+  auto conn = open(c);
+  peer_.close_all();  // the connection fails: the owner learns it without polling
+  std::error_code ec;
+  for (int i = 0; i < 200 && conn->state() != peer_state::failed; ++i) {
+    conn->send(make_request(1, "s"), in(50ms), ec);
+  }
+  ASSERT_EQ(conn->state(), peer_state::failed);
+  ASSERT_FALSE(conn->connect(peer_.address(), in(5s)));
+  conn->close();
+  std::lock_guard lock(m);
+  const std::vector<std::string> expected = {
+      "DISCONNECTED>CONNECTING", "CONNECTING>CER_SENT", "CER_SENT>OPEN", "OPEN>FAILED",
+      "FAILED>CONNECTING",       "CONNECTING>CER_SENT",
+      // then REOPEN: its DWRs move it between OPEN and DWR_SENT
+  };
+  ASSERT_GE(changes.size(), expected.size());
+  EXPECT_EQ(std::vector<std::string>(changes.begin(), changes.begin() + 6), expected);
+  // EOF or a reset, depending on whether a request was written after the peer closed.
+  EXPECT_EQ(reasons[3], condition::connection_failed) << reasons[3].message();
+  for (std::size_t k = 0; k < changes.size(); ++k) {
+    if (k != 3) {
+      EXPECT_FALSE(reasons[k]) << changes[k];  // only failures carry a reason
+    }
+  }
+  EXPECT_EQ(changes.back(), "CLOSING>CLOSED");
+}
+
 // Records what the connection logs.
 class recording_logger final : public logger {
  public:
