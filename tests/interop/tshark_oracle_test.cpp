@@ -497,7 +497,8 @@ ip_address ip(std::string_view text) {
   return *a;
 }
 
-// The reference CER of the brief, as built by the builder.
+// The reference CER (accepted by freeDiameter 1.2.1 and Erlang/OTP diameter), as built by the
+// builder.
 oracle_case cer_case() {
   message_spec s{command::capabilities_exchange, cmd_flags::request, 0, 1, 1, {}, 2};
   s.avps = {text("Origin-Host", 264, "client.example.com"),
