@@ -6,7 +6,7 @@ namespace diampool {
 
 std::error_code split_address(std::string_view address, std::string& host, std::string& port,
                               bool allow_port_zero) {
-  const std::error_code invalid = std::make_error_code(std::errc::invalid_argument);
+  const std::error_code invalid = error::invalid_address;
   std::string_view h;
   std::string_view p;
   if (!address.empty() && address.front() == '[') {

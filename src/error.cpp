@@ -40,6 +40,8 @@ class error_category_impl final : public std::error_category {
       case error::invalid_request: return "not a well-formed Diameter request";
       case error::send_queue_full: return "send queue full";
       case error::invalid_config: return "invalid configuration";
+      case error::pool_closed: return "client closed";
+      case error::invalid_address: return "invalid address (expected host:port or [v6]:port)";
         // clang-format on
     }
     return "unknown diampool error";
@@ -70,6 +72,8 @@ class error_category_impl final : public std::error_category {
       case error::watchdog_timeout:
       case error::disconnected_by_peer:
         return condition::connection_failed;
+      case error::invalid_address:
+        return std::errc::invalid_argument;
       default:
         return {ev, *this};
     }

@@ -19,8 +19,9 @@
 #include <asio/associated_executor.hpp>
 #include <asio/async_result.hpp>
 #include <asio/dispatch.hpp>
-#include <asio/executor_work_guard.hpp>
+#include <asio/execution/outstanding_work.hpp>
 #include <asio/post.hpp>
+#include <asio/prefer.hpp>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -107,13 +108,14 @@ class op final : public op_base<Args...> {
  public:
   op(Handler&& h, const asio::any_io_executor& io)
       : handler_(std::move(h)),
-        work_(asio::make_work_guard(asio::get_associated_executor(handler_, io))) {}
+        work_(asio::prefer(asio::get_associated_executor(handler_, io),
+                           asio::execution::outstanding_work.tracked)) {}
 
   void complete(Args... args) override {
     auto slot = asio::get_associated_cancellation_slot(handler_);
     if (slot.is_connected()) slot.clear();
-    auto ex = work_.get_executor();
-    auto work = std::move(work_);
+    // The executor that tracks the handler's work lives until the dispatch is done.
+    auto ex = std::move(work_);
     asio::dispatch(ex, [h = std::move(handler_), ... a = std::move(args)]() mutable {
       std::move(h)(std::move(a)...);
     });
@@ -122,8 +124,11 @@ class op final : public op_base<Args...> {
   Handler& handler() noexcept { return handler_; }
 
  private:
+  using work_executor = std::decay_t<decltype(asio::prefer(
+      std::declval<asio::associated_executor_t<Handler, asio::any_io_executor>>(),
+      asio::execution::outstanding_work.tracked))>;
   Handler handler_;
-  asio::executor_work_guard<asio::associated_executor_t<Handler, asio::any_io_executor>> work_;
+  work_executor work_;  // keeps the handler's executor from running out of work
 };
 
 using connect_op = op_base<std::error_code>;
@@ -174,19 +179,30 @@ class connection {
   }
 
   /// Sends `request` (a complete Diameter request) and completes with its answer, carrying
-  /// the request's own Hop-by-Hop id. Errors: not_open, invalid_request, send_queue_full,
-  /// timed_out (deadline passed), cancelled, connection_closed (the connection ended first).
-  /// An answer with a non-2xxx Result-Code or the E bit is an answer, not an error.
+  /// the request's own Hop-by-Hop id. Errors: not_open (the connection was not open, or
+  /// stopped being open while the request waited for room in the send queue: either way the
+  /// request was never written, and its bytes are handed back in place of the answer so that
+  /// an owner may route them to another connection),
+  /// invalid_request, send_queue_full, timed_out (deadline passed), cancelled,
+  /// connection_closed (the connection ended first). An answer with a non-2xxx Result-Code
+  /// or the E bit is an answer, not an error.
   /// Signature: void(std::error_code, std::vector<std::uint8_t>).
   template <typename CompletionToken>
   auto async_send(std::vector<std::uint8_t> request, steady_time deadline,
                   CompletionToken&& token) {
+    return async_send(std::move(request), deadline, new_request_id(),
+                      std::forward<CompletionToken>(token));
+  }
+
+  /// As above, under a request id from new_request_id(), which cancel() takes.
+  template <typename CompletionToken>
+  auto async_send(std::vector<std::uint8_t> request, steady_time deadline, std::uint64_t request_id,
+                  CompletionToken&& token) {
     return asio::async_initiate<CompletionToken, answer_signature>(
-        [this](auto handler, std::vector<std::uint8_t> req, steady_time dl) {
+        [this](auto handler, std::vector<std::uint8_t> req, steady_time dl, std::uint64_t id) {
           using H = std::decay_t<decltype(handler)>;
           auto o = std::make_unique<detail::op<H, std::error_code, std::vector<std::uint8_t>>>(
               std::move(handler), executor_);
-          const std::uint64_t id = next_request_id_.fetch_add(1, std::memory_order_relaxed);
           auto slot = asio::get_associated_cancellation_slot(o->handler());
           if (slot.is_connected()) {
             slot.assign([w = std::weak_ptr<impl>(impl_), id](asio::cancellation_type_t) {
@@ -195,8 +211,17 @@ class connection {
           }
           start_send(std::move(o), id, std::move(req), dl);
         },
-        token, std::move(request), deadline);
+        token, std::move(request), deadline, request_id);
   }
+
+  /// A fresh id for async_send(request, deadline, id, token): unique on this connection.
+  std::uint64_t new_request_id() noexcept {
+    return next_request_id_.fetch_add(1, std::memory_order_relaxed);
+  }
+
+  /// Cancels the request sent under `request_id` (thread-safe; nothing if it has completed):
+  /// it completes with error::cancelled and its answer, if it comes, is counted as unmatched.
+  void cancel(std::uint64_t request_id) { cancel_request(impl_, request_id); }
 
   /// Graceful close: DPR (the configured Disconnect-Cause) if open, a bounded wait for the
   /// DPA (dpa_timeout), then the socket is closed. Requests still pending then fail with

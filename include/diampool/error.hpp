@@ -112,6 +112,15 @@ enum class error {
 
   /// A configuration value is invalid; the log and validate() name the field.
   invalid_config,
+
+  // ---- pool (address_client) ----
+
+  /// The client was closed: the request was refused, or was still pending at close().
+  pool_closed,
+
+  /// The address is not "host:port" or "[v6]:port" with a port in 1..65535. Compares equal
+  /// to std::errc::invalid_argument.
+  invalid_address,
 };
 
 /// Conditions that group diampool errors (and, where they fit, system errors) by kind.

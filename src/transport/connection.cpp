@@ -339,7 +339,7 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
                std::vector<std::uint8_t> request, steady_time deadline) {
     const steady_time now = clock::now();
     if (!machine.ready()) {
-      op->complete(error::not_open, {});
+      op->complete(error::not_open, std::move(request));
       return;
     }
     if (deadline <= now) {
@@ -393,11 +393,13 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
     }
   }
 
-  void fail_backlog(std::error_code ec) {
+  // Requests still waiting for room were never written: they fail with not_open and their
+  // bytes go back to the caller, who may send them elsewhere.
+  void fail_backlog() {
     while (!backlog.empty()) {
       auto e = std::move(backlog.front());
       backlog.pop_front();
-      e.op->complete(ec, {});
+      e.op->complete(error::not_open, std::move(e.request));
     }
   }
 
@@ -522,8 +524,8 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
     } else if (connect_failure) {
       complete_connect(connect_failure);
     }
-    if (s == peer_state::failed || s == peer_state::closed || s == peer_state::reconnecting) {
-      fail_backlog(s == peer_state::closed ? close_pending_error : error::connection_closed);
+    if (!is_active(s)) {
+      fail_backlog();
     } else {
       drain_backlog(now);
     }
@@ -539,7 +541,9 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
               {{"reason", e.reason ? e.reason.message() : std::string("clean")}});
     if (!socket.is_open()) return;
     transport_closing = true;
-    linger_deadline = now + config.write_timeout;
+    // The last output (a DPA, the answers owed) gets a short while to leave; a peer that
+    // does not read does not hold the close for a whole write_timeout.
+    linger_deadline = now + std::min(config.write_timeout, config.peer.dpa_timeout);
   }
 
   void handle(steady_time, state_changed&) {}
