@@ -2,8 +2,8 @@
 //
 // A log record is a level, a message and key=value fields (address, state, hop_by_hop,
 // result_code, error, ...). diampool calls enabled() first, so a disabled level costs one
-// virtual call and no formatting. The default back end discards everything; the spdlog back
-// end lives in a separate target so the core library stays light.
+// virtual call and no formatting. null_logger() discards everything; spdlog_logger.hpp has the
+// spdlog back end (text or JSON lines), which an address_client uses when given no logger.
 #pragma once
 
 #include <memory>
