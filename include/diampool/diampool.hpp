@@ -2,6 +2,7 @@
 #pragma once
 
 #include "diampool/address.hpp"
+#include "diampool/address_client.hpp"
 #include "diampool/avp.hpp"
 #include "diampool/backoff.hpp"
 #include "diampool/builder.hpp"
@@ -15,4 +16,5 @@
 #include "diampool/peer_machine.hpp"
 #include "diampool/pool_config.hpp"
 #include "diampool/print.hpp"
+#include "diampool/spdlog_logger.hpp"
 #include "diampool/types.hpp"

@@ -6,14 +6,17 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <system_error>
 #include <vector>
 
 #include "diampool/backoff.hpp"
 #include "diampool/codes.hpp"
 #include "diampool/connection.hpp"
+#include "diampool/message.hpp"
 #include "diampool/peer_machine.hpp"
 
 namespace diampool {
@@ -76,6 +79,12 @@ struct pool_config {
   std::size_t max_backlog = 10000;  ///< requests waiting for room in a connection's send queue
   std::chrono::nanoseconds write_timeout = std::chrono::seconds(10);
   unsigned worker_threads = 2;  ///< I/O threads of the pool's own io_context
+  /// Requests from a peer other than DWR and DPR (e.g. a server-initiated RAR): returns the
+  /// answer to write (same Hop-by-Hop and End-to-End ids). Called on an I/O thread with the
+  /// address the request came from; must not block. Not set: answered with 3001
+  /// (DIAMETER_COMMAND_UNSUPPORTED).
+  std::function<std::vector<std::uint8_t>(std::string_view address, const message_view& request)>
+      request_handler;
 
   /// The seed's DefaultPoolConfig(): every default above; origin_host and origin_realm are
   /// still to be set.

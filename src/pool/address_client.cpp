@@ -1,0 +1,1257 @@
+#include "diampool/address_client.hpp"
+
+#include <algorithm>
+#include <asio/bind_executor.hpp>
+#include <asio/executor_work_guard.hpp>
+#include <asio/io_context.hpp>
+#include <asio/post.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/strand.hpp>
+#include <asio/system_executor.hpp>
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <shared_mutex>
+#include <thread>
+#include <unordered_map>
+
+#include "diampool/address.hpp"
+#include "diampool/codes.hpp"
+#include "diampool/message.hpp"
+#include "diampool/spdlog_logger.hpp"
+
+namespace diampool {
+
+using clock = std::chrono::steady_clock;
+using std::chrono::nanoseconds;
+
+struct pool_entry;
+
+namespace {
+// The client whose worker thread this is, if any (close() must not wait on its own thread).
+thread_local const void* this_thread_pool = nullptr;
+
+struct string_hash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view s) const noexcept {
+    return std::hash<std::string_view>{}(s);
+  }
+};
+
+std::uint64_t random_seed() {
+  std::random_device rd;
+  return (std::uint64_t{rd()} << 32) ^ rd();
+}
+}  // namespace
+
+namespace detail {
+
+// Where a cancellable request is, so that a cancellation finds it: waiting in an address's
+// queue, or sent on a connection. Guarded by `m`; placement and cancellation both lock it.
+struct request_cancel {
+  std::mutex m;
+  bool cancelled = false;
+  bool done = false;
+  std::weak_ptr<pool_entry> entry;
+  std::uint64_t waiter_id = 0;
+  std::weak_ptr<connection> conn;
+  std::uint64_t conn_id = 0;
+};
+
+// One request from the call to its outcome.
+struct pool_request {
+  std::unique_ptr<send_op> op;
+  std::shared_ptr<request_cancel> cancel;
+  std::vector<std::uint8_t> bytes;  // while not on a connection
+  steady_time deadline;
+  std::uint64_t id = 0;
+  asio::any_io_executor home;  // where a request failed at once completes
+};
+
+}  // namespace detail
+
+using detail::pool_request;
+using request_ptr = std::unique_ptr<pool_request>;
+
+// A connection of an address, with the serial number its events carry.
+struct conn_slot {
+  std::shared_ptr<connection> c;
+  std::uint64_t serial = 0;
+  explicit operator bool() const noexcept { return static_cast<bool>(c); }
+};
+
+// ---------------------------------------------------------------------------------------------
+
+struct address_client::impl : std::enable_shared_from_this<address_client::impl> {
+  // `io`: the client's own io_context, or null to run on `e`.
+  impl(pool_config c, std::shared_ptr<logger> lg, executor_type e,
+       std::unique_ptr<asio::io_context> io)
+      : own_io(std::move(io)),
+        cfg(std::move(c)),
+        conn_cfg(cfg.connection()),
+        backoff(cfg.backoff()),
+        log(std::move(lg)),
+        ex(own_io ? executor_type(own_io->get_executor()) : std::move(e)),
+        seeds(random_seed()),
+        health_strand(asio::make_strand(ex)),
+        health_timer(health_strand) {}
+
+  // The client's own io_context, when it was not given an executor. First member: whatever
+  // lives on it (strands, timers) is destroyed before it.
+  std::unique_ptr<asio::io_context> own_io;
+
+  pool_config cfg;
+  connection_config conn_cfg;
+  backoff_policy backoff;
+  std::shared_ptr<logger> log;
+  executor_type ex;
+
+  mutable std::shared_mutex map_m;
+  std::unordered_map<std::string, std::shared_ptr<pool_entry>, string_hash, std::equal_to<>>
+      entries;           // under map_m
+  bool closing = false;  // under map_m
+  std::atomic<bool> closing_flag{false};
+  std::mt19937_64 seeds;  // under map_m
+  std::atomic<std::uint64_t> next_serial{1};
+
+  asio::strand<executor_type> health_strand;
+  asio::steady_timer health_timer;
+
+  // The client's own threads, when it was not given an executor.
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
+  std::vector<std::thread> threads;
+  std::shared_ptr<impl> keep_alive;  // only when destroyed from one of its own threads
+  // Senders hold it shared while they start a request; close() sets `dead` under it.
+  std::shared_mutex life_m;
+  bool dead = false;
+
+  std::mutex close_m;
+  std::condition_variable close_cv;
+  bool close_finished = false;  // under close_m
+
+  // client counters
+  std::atomic<std::uint64_t> requests{0}, responses{0}, errors{0}, timeouts{0}, cancels{0},
+      in_flight{0}, next_request{1};
+  // pool counters
+  std::atomic<std::uint64_t> created{0}, failed{0}, reconnects{0}, closed_conns{0}, idle{0},
+      lifetimes{0}, health_checks{0};
+  // Counters of connections no longer held by any address (under retired_m).
+  mutable std::mutex retired_m;
+  pool_stats retired;
+
+  void log_event(log_level level, std::string_view msg, std::initializer_list<log_field> f) {
+    if (log->enabled(level)) log->log(level, msg, {f.begin(), f.size()});
+  }
+
+  void finish(request_ptr r, std::error_code ec, std::vector<std::uint8_t> answer = {});
+  void fail_now(request_ptr r, std::error_code ec);
+  void route(std::string_view address, request_ptr r);
+  void remove_entry(const std::string& address, const pool_entry* e);
+  void absorb(const connection_stats& s) {  // caller holds retired_m
+    retired.messages_sent += s.messages_sent;
+    retired.messages_received += s.messages_received;
+    retired.bytes_sent += s.bytes_sent;
+    retired.bytes_received += s.bytes_received;
+    retired.unmatched_answers += s.unmatched_answers;
+  }
+  void schedule_health();
+  void run_health_check();
+  void shutdown_and_wait(bool wait);
+};
+
+// ---------------------------------------------------------------------------------------------
+// One address: its connection, its queue of requests waiting for a connection, its retry
+// schedule. All its decisions run on its strand; the fields under `m` are also read by
+// senders (the fast path) and by stats().
+
+struct pool_entry : std::enable_shared_from_this<pool_entry> {
+  enum class phase { idle, establishing, open, down, closed };
+
+  pool_entry(std::shared_ptr<address_client::impl> p, std::string a, std::uint64_t seed)
+      : pool(std::move(p)),
+        address(std::move(a)),
+        strand(asio::make_strand(pool->ex)),
+        timer(strand),
+        last_activity(clock::now().time_since_epoch().count()),
+        retry(pool->backoff, seed) {}
+
+  std::shared_ptr<address_client::impl> pool;
+  const std::string address;
+  asio::strand<address_client::executor_type> strand;
+  asio::steady_timer timer;
+
+  // ---- under m ----
+  mutable std::mutex m;
+  conn_slot current;
+  conn_slot replacement;
+  std::vector<conn_slot> draining;
+  struct published_t {
+    phase ph = phase::idle;
+    unsigned failures = 0;
+    std::optional<steady_time> next_attempt;
+    std::error_code last_error;
+    bool reconnecting = false;
+  } published;
+
+  std::atomic<clock::rep> last_activity;  // application traffic only
+
+  // ---- strand only ----
+  phase ph = phase::idle;
+  retry_schedule retry;
+  bool attempted = false;
+  bool ever_open = false;
+  bool retired = false;
+  steady_time opened_at{};
+  steady_time replace_not_before{};
+  std::error_code last_error;
+  std::deque<request_ptr> waiters;
+  steady_time timer_at = steady_time::max();
+  std::uint64_t timer_seq = 0;
+  std::function<void()> on_shutdown;
+  std::size_t shutdown_pending = 0;
+
+  const pool_config& cfg() const { return pool->cfg; }
+
+  void touch() noexcept {
+    last_activity.store(clock::now().time_since_epoch().count(), std::memory_order_relaxed);
+  }
+  steady_time last_active() const noexcept {
+    return steady_time(clock::duration(last_activity.load(std::memory_order_relaxed)));
+  }
+
+  template <typename F>
+  auto on_strand(F&& f) {
+    return asio::bind_executor(strand, std::forward<F>(f));
+  }
+
+  void log_event(log_level level, std::string_view msg, std::initializer_list<log_field> extra) {
+    if (!pool->log->enabled(level)) return;
+    std::vector<log_field> fields{{"address", address}};
+    fields.insert(fields.end(), extra.begin(), extra.end());
+    pool->log->log(level, msg, fields);
+  }
+
+  std::shared_ptr<connection> ready_connection() const {
+    std::lock_guard lk(m);
+    if (current && current.c->ready()) return current.c;
+    return nullptr;
+  }
+
+  void publish() {
+    std::lock_guard lk(m);
+    published.ph = ph;
+    published.failures = retry.failures();
+    published.next_attempt = ph == phase::down ? std::optional(retry.next_attempt()) : std::nullopt;
+    published.last_error = last_error;
+    published.reconnecting = wants_reconnect();
+  }
+
+  // ---- requests (any thread) ----
+
+  void submit(request_ptr r) {
+    touch();
+    if (auto c = ready_connection()) {
+      send_on(c, std::move(r));
+      return;
+    }
+    asio::post(strand, [self = shared_from_this(), r = std::move(r)]() mutable {
+      self->enqueue(std::move(r));
+    });
+  }
+
+  void send_on(const std::shared_ptr<connection>& c, request_ptr r) {
+    if (r->cancel) {
+      std::unique_lock lk(r->cancel->m);
+      if (r->cancel->cancelled) {
+        lk.unlock();
+        pool->fail_now(std::move(r), error::cancelled);
+        return;
+      }
+    }
+    const std::uint64_t id = c->new_request_id();
+    std::vector<std::uint8_t> bytes = std::move(r->bytes);
+    const steady_time deadline = r->deadline;
+    std::shared_ptr<detail::request_cancel> cs = r->cancel;
+    auto handler = [self = shared_from_this(), r = std::move(r)](
+                       std::error_code ec, std::vector<std::uint8_t> answer) mutable {
+      self->on_result(std::move(r), ec, std::move(answer));
+    };
+    if (!cs) {
+      c->async_send(std::move(bytes), deadline, id, std::move(handler));
+      return;
+    }
+    std::unique_lock lk(cs->m);
+    if (cs->cancelled) {
+      lk.unlock();
+      // Cancelled since the check above: the handler owns the request now, and completes it
+      // from the strand (never inside the caller's send).
+      asio::post(strand, [h = std::move(handler)]() mutable { h(error::cancelled, {}); });
+      return;
+    }
+    cs->conn = c;
+    cs->conn_id = id;
+    cs->entry.reset();
+    // Sent while holding the lock: a cancellation that sees `conn` is posted after the send.
+    c->async_send(std::move(bytes), deadline, id, std::move(handler));
+  }
+
+  // The outcome of a request sent on a connection (runs on that connection's thread).
+  void on_result(request_ptr r, std::error_code ec, std::vector<std::uint8_t> answer) {
+    if (ec == error::not_open && !answer.empty()) {
+      // Never written (the connection stopped being open first): it goes back to the queue.
+      r->bytes = std::move(answer);
+      if (r->cancel) {
+        std::lock_guard lk(r->cancel->m);
+        r->cancel->conn.reset();
+      }
+      asio::post(strand, [self = shared_from_this(), r = std::move(r)]() mutable {
+        self->enqueue(std::move(r));
+      });
+      return;
+    }
+    if (!ec) touch();
+    pool->finish(std::move(r), ec, std::move(answer));
+  }
+
+  // ---- strand ----
+
+  void enqueue(request_ptr r) {
+    if (retired) {
+      pool->route(address, std::move(r));
+      return;
+    }
+    if (ph == phase::closed) {
+      pool->finish(std::move(r), error::pool_closed);
+      return;
+    }
+    if (r->cancel) {
+      std::unique_lock lk(r->cancel->m);
+      if (r->cancel->cancelled) {
+        lk.unlock();
+        pool->finish(std::move(r), error::cancelled);
+        return;
+      }
+      r->cancel->entry = weak_from_this();
+      r->cancel->waiter_id = r->id;
+    }
+    const steady_time now = clock::now();
+    if (r->deadline <= now) {
+      pool->finish(std::move(r), error::timed_out);
+      return;
+    }
+    if (ph == phase::open) {
+      if (auto c = ready_connection()) {
+        send_on(c, std::move(r));
+        return;
+      }
+    }
+    if (waiters.size() >= cfg().max_backlog) {
+      pool->finish(std::move(r), error::send_queue_full);
+      return;
+    }
+    switch (ph) {
+      case phase::idle:
+        waiters.push_back(std::move(r));
+        establish(now);
+        break;
+      case phase::down:
+        if (retry.may_attempt(now)) {
+          waiters.push_back(std::move(r));
+          establish(now);
+        } else if (retry.next_attempt() <= r->deadline) {
+          waiters.push_back(std::move(r));  // the next attempt comes within its deadline
+        } else {
+          pool->finish(std::move(r), last_error);  // it cannot be up in time: fail fast
+        }
+        break;
+      case phase::establishing:
+      case phase::open:  // open but not ready: the loss is being reported
+        waiters.push_back(std::move(r));
+        break;
+      case phase::closed:
+        break;
+    }
+    rearm(now);
+  }
+
+  void cancel_waiter(std::uint64_t id) {
+    auto it = std::find_if(waiters.begin(), waiters.end(),
+                           [id](const request_ptr& w) { return w->id == id; });
+    if (it == waiters.end()) return;  // moved on: the cancellation follows it there
+    request_ptr r = std::move(*it);
+    waiters.erase(it);
+    pool->finish(std::move(r), error::cancelled);
+    rearm(clock::now());
+  }
+
+  void fail_waiters(std::error_code ec) {
+    auto ws = std::move(waiters);
+    waiters.clear();
+    for (auto& w : ws)
+      pool->finish(std::move(w), ec);
+  }
+
+  void flush_waiters(const std::shared_ptr<connection>& c, steady_time now) {
+    auto ws = std::move(waiters);
+    waiters.clear();
+    for (auto& w : ws) {
+      if (w->deadline <= now) {
+        pool->finish(std::move(w), error::timed_out);
+      } else {
+        send_on(c, std::move(w));
+      }
+    }
+  }
+
+  conn_slot new_connection() {
+    connection_config cc = pool->conn_cfg;
+    if (cfg().request_handler) {
+      cc.request_handler = [h = cfg().request_handler, a = address](const message_view& req) {
+        return h(a, req);
+      };
+    }
+    const std::uint64_t serial = pool->next_serial.fetch_add(1, std::memory_order_relaxed);
+    cc.on_state_change = [w = weak_from_this(), serial](peer_state from, peer_state to,
+                                                        std::error_code reason) {
+      if (auto e = w.lock()) {
+        asio::post(e->strand,
+                   [e, serial, from, to, reason] { e->on_state_change(serial, from, to, reason); });
+      }
+    };
+    return {connection::create(pool->ex, std::move(cc), pool->log), serial};
+  }
+
+  steady_time establish_deadline(steady_time now) const {
+    const auto& c = cfg();
+    return now + c.dial_timeout + c.cer_timeout + (c.reopen_dwas + 1) * c.dwr_timeout;
+  }
+
+  void establish(steady_time now) {
+    if (attempted) pool->reconnects.fetch_add(1, std::memory_order_relaxed);
+    attempted = true;
+    ph = phase::establishing;
+    if (replacement) {  // a replacement is already being established: it will serve
+      publish();
+      return;
+    }
+    conn_slot c;
+    {
+      std::lock_guard lk(m);
+      if (!current) current = new_connection();
+      c = current;
+    }
+    log_event(log_level::debug, "establishing",
+              {{"attempt", std::to_string(retry.failures() + 1)}});
+    c.c->async_connect(address, establish_deadline(now),
+                       on_strand([self = shared_from_this(), serial = c.serial](
+                                     std::error_code ec) { self->on_established(serial, ec); }));
+    publish();
+  }
+
+  void on_established(std::uint64_t serial, std::error_code ec) {
+    if (ph == phase::closed || serial != current.serial) return;
+    const steady_time now = clock::now();
+    if (!ec) {
+      opened(now);
+    } else {
+      establishment_failed(now, ec, current.c);
+    }
+    publish();
+    rearm(now);
+  }
+
+  void opened(steady_time now) {
+    ph = phase::open;
+    retry.succeeded();
+    ever_open = true;
+    opened_at = now;
+    last_error = {};
+    pool->created.fetch_add(1, std::memory_order_relaxed);
+    const capabilities peer = current.c->peer();
+    log_event(log_level::debug, "connection established",
+              {{"peer", peer.origin_host}, {"realm", peer.origin_realm}});
+    flush_waiters(current.c, now);
+  }
+
+  void establishment_failed(steady_time now, std::error_code ec,
+                            const std::shared_ptr<connection>& c) {
+    pool->failed.fetch_add(1, std::memory_order_relaxed);
+    last_error = ec;
+    ph = phase::down;
+    const steady_time next = retry.failed(now);
+    if (log_enabled(log_level::warn)) {
+      const connection_stats st = c->stats();
+      std::vector<log_field> f{
+          {"address", address},
+          {"error", ec.message()},
+          {"failures", std::to_string(retry.failures())},
+          {"retry_in_ms",
+           std::to_string(
+               std::chrono::duration_cast<std::chrono::milliseconds>(next - now).count())}};
+      if (st.handshake) {
+        f.push_back({"result_code", std::to_string(st.handshake->result_code)});
+        if (!st.handshake->error_message.empty()) {
+          f.push_back({"error_message", st.handshake->error_message});
+        }
+      }
+      pool->log->log(log_level::warn, "establishment failed", f);
+    }
+    // The waiters of this establishment get its own failure.
+    fail_waiters(ec);
+  }
+
+  bool log_enabled(log_level l) const { return pool->log->enabled(l); }
+
+  void on_state_change(std::uint64_t serial, peer_state /*from*/, peer_state to,
+                       std::error_code reason) {
+    if (to != peer_state::failed && to != peer_state::closed) return;
+    if (ph == phase::open && serial == current.serial) lost(reason);
+  }
+
+  // The open connection failed or was closed by the peer.
+  void lost(std::error_code reason) {
+    const steady_time now = clock::now();
+    pool->closed_conns.fetch_add(1, std::memory_order_relaxed);
+    last_error = reason ? reason : std::error_code(error::connection_closed);
+    ph = phase::down;
+    const connection_stats st = current.c->stats();
+    const bool go_away = reason == error::disconnected_by_peer && st.peer_disconnect_cause &&
+                         *st.peer_disconnect_cause == disconnect_cause::do_not_want_to_talk_to_you;
+    const steady_time next = go_away ? retry.hold_back(now) : retry.failed(now);
+    log_event(log_level::warn, "connection lost",
+              {{"error", last_error.message()},
+               {"reconnect", cfg().reconnect_enabled ? "true" : "false"},
+               {"retry_in_ms",
+                std::to_string(
+                    std::chrono::duration_cast<std::chrono::milliseconds>(next - now).count())}});
+    publish();
+    rearm(now);
+  }
+
+  // Closes `slot` gracefully after it has been taken out of `current`.
+  void drain(conn_slot slot) {
+    {
+      std::lock_guard lk(m);
+      draining.push_back(slot);
+    }
+    slot.c->async_close(
+        on_strand([self = shared_from_this(), serial = slot.serial] { self->drained(serial); }));
+  }
+
+  void drained(std::uint64_t serial) {
+    {
+      std::lock_guard rl(pool->retired_m);
+      std::lock_guard lk(m);
+      auto it = std::find_if(draining.begin(), draining.end(),
+                             [serial](const conn_slot& s) { return s.serial == serial; });
+      if (it == draining.end()) return;
+      pool->absorb(it->c->stats());
+      draining.erase(it);
+    }
+    pool->closed_conns.fetch_add(1, std::memory_order_relaxed);
+    if (ph == phase::closed) shutdown_step();
+  }
+
+  // Drops `slot` for good (a connection that is not open), keeping its counters.
+  void discard(conn_slot& slot) {
+    if (!slot) return;
+    slot.c->abort();
+    std::lock_guard rl(pool->retired_m);
+    std::lock_guard lk(m);
+    pool->absorb(slot.c->stats());
+    slot = {};
+  }
+
+  // ---- timer: waiter deadlines, reconnection, idle timeout, max lifetime ----
+
+  bool wants_reconnect() const {
+    return ph == phase::down && (!waiters.empty() || (cfg().reconnect_enabled && ever_open));
+  }
+
+  void rearm(steady_time now) {
+    // Waiters that cannot be served before their deadline fail now, with the reason.
+    if (ph == phase::down && !waiters.empty()) {
+      const steady_time next = retry.next_attempt();
+      for (auto it = waiters.begin(); it != waiters.end();) {
+        if ((*it)->deadline < next) {
+          request_ptr r = std::move(*it);
+          it = waiters.erase(it);
+          pool->finish(std::move(r), last_error);
+        } else {
+          ++it;
+        }
+      }
+    }
+    steady_time at = steady_time::max();
+    for (const auto& w : waiters)
+      at = std::min(at, w->deadline);
+    if (wants_reconnect()) at = std::min(at, retry.next_attempt());
+    const auto& c = cfg();
+    if ((ph == phase::open || ph == phase::down) && c.idle_timeout > nanoseconds::zero()) {
+      at = std::min(at, last_active() + c.idle_timeout);
+    }
+    if (ph == phase::open && c.max_conn_lifetime > nanoseconds::zero() && !replacement) {
+      at = std::min(at, std::max(opened_at + c.max_conn_lifetime, replace_not_before));
+    }
+    if (at == timer_at) return;
+    timer_at = at;
+    if (at == steady_time::max()) {
+      timer.cancel();
+      return;
+    }
+    (void)now;
+    timer.expires_at(at);
+    timer.async_wait(on_strand([self = shared_from_this(), seq = ++timer_seq](std::error_code ec) {
+      if (ec || seq != self->timer_seq) return;
+      self->timer_at = steady_time::max();
+      self->on_timer();
+    }));
+  }
+
+  void on_timer() {
+    if (ph == phase::closed || retired) return;
+    const steady_time now = clock::now();
+    for (auto it = waiters.begin(); it != waiters.end();) {
+      if ((*it)->deadline <= now) {
+        request_ptr r = std::move(*it);
+        it = waiters.erase(it);
+        pool->finish(std::move(r), error::timed_out);
+      } else {
+        ++it;
+      }
+    }
+    const auto& c = cfg();
+    const bool idle_expired = c.idle_timeout > nanoseconds::zero() && waiters.empty() &&
+                              now - last_active() >= c.idle_timeout;
+    if (ph == phase::open && idle_expired && current.c->stats().pending == 0) {
+      close_idle();
+    } else if (ph == phase::down && idle_expired) {
+      // Down and unused for the idle timeout: stop reconnecting.
+      log_event(log_level::info, "idle: reconnection stopped", {});
+      ph = phase::idle;
+      discard(current);
+    } else if (ph == phase::down && wants_reconnect() && retry.may_attempt(now)) {
+      establish(now);
+    } else if (ph == phase::open && c.max_conn_lifetime > nanoseconds::zero() && !replacement &&
+               now >= opened_at + c.max_conn_lifetime && now >= replace_not_before) {
+      start_replacement(now);
+    }
+    publish();
+    rearm(now);
+  }
+
+  void close_idle() {
+    pool->idle.fetch_add(1, std::memory_order_relaxed);
+    log_event(log_level::info, "idle timeout: closing", {});
+    conn_slot old;
+    {
+      std::lock_guard lk(m);
+      old = std::exchange(current, {});
+    }
+    ph = phase::idle;
+    drain(old);
+  }
+
+  // Max lifetime, make-before-break: a new connection is established while the old one
+  // serves; then new requests go to the new one and the old one drains and closes.
+  void start_replacement(steady_time now) {
+    conn_slot c = new_connection();
+    {
+      std::lock_guard lk(m);
+      replacement = c;
+    }
+    log_event(log_level::info, "max lifetime: replacing the connection", {});
+    c.c->async_connect(address, establish_deadline(now),
+                       on_strand([self = shared_from_this(), serial = c.serial](
+                                     std::error_code ec) { self->on_replaced(serial, ec); }));
+  }
+
+  void on_replaced(std::uint64_t serial, std::error_code ec) {
+    if (ph == phase::closed || serial != replacement.serial) return;
+    const steady_time now = clock::now();
+    if (ec) {
+      pool->failed.fetch_add(1, std::memory_order_relaxed);
+      log_event(log_level::warn, "replacement failed; the current connection stays",
+                {{"error", ec.message()}});
+      conn_slot failed_slot;
+      {
+        std::lock_guard lk(m);
+        failed_slot = std::exchange(replacement, {});
+      }
+      discard(failed_slot);
+      replace_not_before = now + pool->backoff.nominal_delay(1);
+      if (ph == phase::establishing) {  // the old one was lost meanwhile: waiters get this
+        establishment_failed(now, ec, current.c);
+      }
+      publish();
+      rearm(now);
+      return;
+    }
+    conn_slot old;
+    {
+      std::lock_guard lk(m);
+      old = std::exchange(current, std::exchange(replacement, {}));
+    }
+    pool->lifetimes.fetch_add(1, std::memory_order_relaxed);
+    if (ph == phase::open) {
+      pool->created.fetch_add(1, std::memory_order_relaxed);
+      opened_at = now;
+      drain(old);
+      log_event(log_level::info, "connection replaced", {});
+      flush_waiters(current.c, now);
+    } else {
+      discard(old);  // lost while the replacement was being established
+      opened(now);
+    }
+    publish();
+    rearm(now);
+  }
+
+  // ---- health check ----
+
+  void check_health() {
+    if (ph == phase::closed || retired) return;
+    const steady_time now = clock::now();
+    // A connection that stopped being active without its owner hearing of it.
+    if (ph == phase::open && current && !is_active(current.c->state())) {
+      lost(current.c->stats().last_error);
+    }
+    // Addresses with nothing left to remember are forgotten (a new send starts afresh).
+    const bool forgettable =
+        ph == phase::idle || (ph == phase::down && !wants_reconnect() && retry.may_attempt(now));
+    bool draining_empty = false;
+    {
+      std::lock_guard lk(m);
+      draining_empty = draining.empty() && !replacement;
+    }
+    if (forgettable && waiters.empty() && draining_empty) {
+      retired = true;
+      discard(current);
+      timer.cancel();
+      pool->remove_entry(address, this);
+      log_event(log_level::debug, "address forgotten", {});
+    }
+    publish();
+  }
+
+  // ---- close ----
+
+  void shutdown(std::function<void()> done) {
+    const bool was_open = ph == phase::open;
+    ph = phase::closed;
+    timer.cancel();
+    fail_waiters(error::pool_closed);
+    on_shutdown = std::move(done);
+    std::vector<conn_slot> to_close;
+    {
+      std::lock_guard lk(m);
+      if (current) to_close.push_back(current);
+      if (replacement) to_close.push_back(replacement);
+    }
+    if (was_open) pool->closed_conns.fetch_add(1, std::memory_order_relaxed);
+    shutdown_pending = to_close.size() + 1;
+    for (auto& s : to_close) {
+      s.c->async_close(on_strand([self = shared_from_this()] { self->shutdown_step(); }),
+                       error::pool_closed);
+    }
+    {
+      std::lock_guard lk(m);
+      for (auto& s : draining) {
+        ++shutdown_pending;  // drained() calls shutdown_step() when each one is closed
+        s.c->abort(error::pool_closed);
+      }
+    }
+    publish();
+    shutdown_step();
+  }
+
+  void shutdown_step() {
+    if (shutdown_pending == 0 || --shutdown_pending > 0) return;
+    {
+      std::lock_guard rl(pool->retired_m);
+      std::lock_guard lk(m);
+      if (current) pool->absorb(current.c->stats());
+      if (replacement) pool->absorb(replacement.c->stats());
+      current = {};
+      replacement = {};
+    }
+    if (auto done = std::exchange(on_shutdown, nullptr)) done();
+  }
+};
+
+// ---------------------------------------------------------------------------------------------
+
+void detail::cancel(const std::shared_ptr<request_cancel>& c) {
+  std::shared_ptr<pool_entry> e;
+  std::uint64_t waiter = 0;
+  {
+    std::lock_guard lk(c->m);
+    if (c->done || c->cancelled) return;
+    c->cancelled = true;
+    if (auto conn = c->conn.lock()) {
+      conn->cancel(c->conn_id);
+      return;
+    }
+    e = c->entry.lock();
+    waiter = c->waiter_id;
+  }
+  // Not placed anywhere yet: whoever places it next sees `cancelled`.
+  if (e) asio::post(e->strand, [e, waiter] { e->cancel_waiter(waiter); });
+}
+
+void address_client::impl::fail_now(request_ptr r, std::error_code ec) {
+  // Never inside the initiating function: a handler that sends again on error must not
+  // recurse.
+  auto home = r->home;
+  asio::post(home, [self = shared_from_this(), r = std::move(r), ec]() mutable {
+    self->finish(std::move(r), ec);
+  });
+}
+
+void address_client::impl::finish(request_ptr r, std::error_code ec,
+                                  std::vector<std::uint8_t> answer) {
+  if (r->cancel) {
+    std::lock_guard lk(r->cancel->m);
+    r->cancel->done = true;
+    r->cancel->conn.reset();
+    r->cancel->entry.reset();
+  }
+  if (!ec) {
+    responses.fetch_add(1, std::memory_order_relaxed);
+  } else {
+    errors.fetch_add(1, std::memory_order_relaxed);
+    if (ec == condition::timeout) timeouts.fetch_add(1, std::memory_order_relaxed);
+    if (ec == condition::cancelled) cancels.fetch_add(1, std::memory_order_relaxed);
+  }
+  auto op = std::move(r->op);
+  r.reset();
+  // Counted before the completion runs, so that a caller woken by it sees its own outcome
+  // in stats(). The completion is dispatched (inline here, or queued with the executor's
+  // work counted), so close() cannot release the threads before it has run.
+  if (in_flight.fetch_sub(1, std::memory_order_acq_rel) == 1 &&
+      closing_flag.load(std::memory_order_acquire)) {
+    std::lock_guard lk(close_m);
+    close_cv.notify_all();
+  }
+  op->complete(ec, std::move(answer));
+}
+
+void address_client::impl::route(std::string_view address, request_ptr r) {
+  {
+    std::shared_lock lk(map_m);
+    if (closing) {
+      lk.unlock();
+      fail_now(std::move(r), error::pool_closed);
+      return;
+    }
+    if (auto it = entries.find(address); it != entries.end()) {
+      // Submitted under the lock: close() cannot slip between the check and the post.
+      it->second->submit(std::move(r));
+      return;
+    }
+  }
+  std::string host;
+  std::string port;
+  if (auto ec = split_address(address, host, port)) {
+    fail_now(std::move(r), error::invalid_address);
+    return;
+  }
+  std::unique_lock lk(map_m);
+  if (closing) {
+    lk.unlock();
+    fail_now(std::move(r), error::pool_closed);
+    return;
+  }
+  auto [it, inserted] = entries.try_emplace(std::string(address));
+  if (inserted) {
+    it->second = std::make_shared<pool_entry>(shared_from_this(), it->first, seeds());
+  }
+  it->second->submit(std::move(r));
+}
+
+void address_client::impl::remove_entry(const std::string& address, const pool_entry* e) {
+  std::lock_guard lk(map_m);
+  if (auto it = entries.find(address); it != entries.end() && it->second.get() == e) {
+    entries.erase(it);
+  }
+}
+
+void address_client::impl::schedule_health() {
+  health_timer.expires_after(cfg.health_check_interval);
+  health_timer.async_wait(
+      asio::bind_executor(health_strand, [self = shared_from_this()](std::error_code ec) {
+        if (ec || self->closing_flag.load()) return;
+        self->run_health_check();
+        self->schedule_health();
+      }));
+}
+
+void address_client::impl::run_health_check() {
+  health_checks.fetch_add(1, std::memory_order_relaxed);
+  std::vector<std::shared_ptr<pool_entry>> all;
+  {
+    std::shared_lock lk(map_m);
+    all.reserve(entries.size());
+    for (const auto& [a, e] : entries)
+      all.push_back(e);
+  }
+  for (auto& e : all)
+    asio::post(e->strand, [e] { e->check_health(); });
+}
+
+void address_client::impl::shutdown_and_wait(bool wait) {
+  std::vector<std::shared_ptr<pool_entry>> all;
+  {
+    std::unique_lock lk(map_m);
+    if (closing) {
+      lk.unlock();
+      if (wait) {
+        std::unique_lock cl(close_m);
+        close_cv.wait(cl, [&] { return close_finished; });
+      }
+      return;
+    }
+    closing = true;
+    closing_flag.store(true, std::memory_order_release);
+    for (const auto& [a, e] : entries)
+      all.push_back(e);
+  }
+  log_event(log_level::info, "closing", {{"addresses", std::to_string(all.size())}});
+  asio::post(health_strand, [self = shared_from_this()] { self->health_timer.cancel(); });
+
+  auto remaining = std::make_shared<std::atomic<std::size_t>>(all.size());
+  auto self = shared_from_this();
+  auto entry_done = [self, remaining] {
+    if (remaining->fetch_sub(1) == 1) {
+      std::lock_guard lk(self->close_m);
+      self->close_cv.notify_all();
+    }
+  };
+  for (auto& e : all)
+    asio::post(e->strand, [e, entry_done] { e->shutdown(entry_done); });
+  if (!wait) return;
+  std::unique_lock cl(close_m);
+  close_cv.wait(cl, [&] { return remaining->load() == 0 && in_flight.load() == 0; });
+  cl.unlock();
+  {
+    std::unique_lock lk(map_m);
+    entries.clear();
+  }
+  log_event(log_level::info, "closed", {});
+}
+
+// ---------------------------------------------------------------------------------------------
+
+namespace {
+pool_config checked(pool_config c) {
+  std::string field;
+  if (auto ec = c.validate(&field)) {
+    throw std::system_error(ec, "pool_config." + field);
+  }
+  return c;
+}
+}  // namespace
+
+address_client::address_client(pool_config config, std::shared_ptr<logger> log)
+    : address_client(std::move(config), std::move(log), executor_type{}) {}
+
+address_client::address_client(pool_config config, std::shared_ptr<logger> log,
+                               executor_type executor) {
+  config = checked(std::move(config));
+  if (!log) log = default_logger();
+  std::unique_ptr<asio::io_context> io;
+  if (!executor) {
+    io = std::make_unique<asio::io_context>(static_cast<int>(config.worker_threads));
+  }
+  const bool own = static_cast<bool>(io);
+  impl_ =
+      std::make_shared<impl>(std::move(config), std::move(log), std::move(executor), std::move(io));
+  executor_ = impl_->ex;
+  if (own) {
+    impl_->work.emplace(impl_->own_io->get_executor());
+    for (unsigned i = 0; i < impl_->cfg.worker_threads; ++i) {
+      impl_->threads.emplace_back([p = impl_.get()] {
+        this_thread_pool = p;
+        // A completion handler that throws must not take the client down with it.
+        for (;;) {
+          try {
+            p->own_io->run();
+            return;
+          } catch (const std::exception& e) {
+            p->log_event(log_level::error, "exception from a completion handler",
+                         {{"what", e.what()}});
+          } catch (...) {
+            p->log_event(log_level::error, "exception from a completion handler", {});
+          }
+        }
+      });
+    }
+  }
+  impl_->schedule_health();
+  impl_->log_event(log_level::info, "client started",
+                   {{"origin_host", impl_->cfg.origin_host},
+                    {"threads", std::to_string(impl_->threads.size())}});
+}
+
+address_client::~address_client() {
+  close();
+  if (this_thread_pool == impl_.get()) {
+    // Destroyed from one of its own completion handlers: the threads cannot be joined from
+    // here; they finish on their own once the work has run out.
+    for (auto& t : impl_->threads)
+      t.detach();
+    impl_->threads.clear();
+    impl_->keep_alive = impl_;
+  }
+}
+
+const pool_config& address_client::config() const noexcept {
+  return impl_->cfg;
+}
+
+steady_time address_client::default_deadline() const noexcept {
+  return clock::now() + impl_->cfg.send_timeout;
+}
+
+std::shared_ptr<detail::request_cancel> detail::make_cancel() {
+  return std::make_shared<detail::request_cancel>();
+}
+
+void address_client::start_send(std::string_view address, detail::send_op_factory& make_op,
+                                std::vector<std::uint8_t> request, steady_time deadline,
+                                std::shared_ptr<detail::request_cancel> cancel) {
+  impl& p = *impl_;
+  // Until close() has released the threads, completions default to the client's executor;
+  // after, to the system executor (the client's executor would never run them).
+  std::shared_lock life(p.life_m);
+  const executor_type home = p.dead ? executor_type(asio::system_executor()) : executor_;
+  std::unique_ptr<detail::send_op> op = make_op.make(home, cancel);
+  p.requests.fetch_add(1, std::memory_order_relaxed);
+  p.in_flight.fetch_add(1, std::memory_order_relaxed);
+  auto r = std::make_unique<pool_request>();
+  r->op = std::move(op);
+  r->cancel = std::move(cancel);
+  r->deadline = deadline;
+  r->home = home;
+  r->id = p.next_request.fetch_add(1, std::memory_order_relaxed);
+  std::error_code ec;
+  const message_view m = message_view::parse(request, ec, p.cfg.max_message_size);
+  if (ec || !m.header().is_request()) {
+    p.fail_now(std::move(r), error::invalid_request);
+    return;
+  }
+  r->bytes = std::move(request);
+  p.route(address, std::move(r));
+}
+
+namespace {
+struct sync_wait {
+  std::mutex m;
+  std::condition_variable cv;
+  bool done = false;
+  std::error_code ec;
+  std::vector<std::uint8_t> answer;
+};
+}  // namespace
+
+std::vector<std::uint8_t> address_client::send(std::string_view address,
+                                               std::span<const std::uint8_t> request,
+                                               steady_time deadline, std::error_code& ec,
+                                               std::stop_token stop) {
+  auto w = std::make_shared<sync_wait>();
+  auto handler = [w](std::error_code e, std::vector<std::uint8_t> a) {
+    std::lock_guard lk(w->m);
+    w->ec = e;
+    w->answer = std::move(a);
+    w->done = true;
+    w->cv.notify_one();
+  };
+  detail::send_op_factory_for<decltype(handler)> f(handler);
+  std::shared_ptr<detail::request_cancel> cancel;
+  std::optional<std::stop_callback<std::function<void()>>> on_stop;
+  if (stop.stop_possible()) {
+    cancel = detail::make_cancel();
+    // Runs at once if a stop was already requested: the request is then never sent.
+    on_stop.emplace(stop, std::function<void()>([cancel] { detail::cancel(cancel); }));
+  }
+  start_send(address, f, {request.begin(), request.end()}, deadline, std::move(cancel));
+  std::unique_lock lk(w->m);
+  w->cv.wait(lk, [&] { return w->done; });
+  ec = w->ec;
+  return std::move(w->answer);
+}
+
+std::vector<std::uint8_t> address_client::send(std::string_view address,
+                                               std::span<const std::uint8_t> request,
+                                               std::chrono::nanoseconds timeout,
+                                               std::error_code& ec) {
+  return send(address, request, clock::now() + timeout, ec);
+}
+
+std::vector<std::uint8_t> address_client::send(std::string_view address,
+                                               std::span<const std::uint8_t> request,
+                                               std::error_code& ec) {
+  return send(address, request, default_deadline(), ec);
+}
+
+std::vector<std::uint8_t> address_client::send(std::string_view address,
+                                               std::span<const std::uint8_t> request) {
+  std::error_code ec;
+  auto answer = send(address, request, ec);
+  if (ec) throw std::system_error(ec, "diampool send to " + std::string(address));
+  return answer;
+}
+
+std::error_code address_client::send_and_forget(std::string_view address,
+                                                std::span<const std::uint8_t> request) {
+  std::error_code ec;
+  const message_view m = message_view::parse(request, ec, impl_->cfg.max_message_size);
+  if (ec || !m.header().is_request()) return error::invalid_request;
+  if (closed()) return error::pool_closed;
+  {
+    std::string host;
+    std::string port;
+    if (split_address(address, host, port)) return error::invalid_address;
+  }
+  auto handler = [p = impl_.get(), a = std::string(address)](std::error_code e,
+                                                             std::vector<std::uint8_t>) {
+    if (e) {
+      p->log_event(log_level::debug, "fire-and-forget request failed",
+                   {{"address", a}, {"error", e.message()}});
+    }
+  };
+  detail::send_op_factory_for<decltype(handler)> f(handler);
+  start_send(address, f, {request.begin(), request.end()}, default_deadline(), nullptr);
+  return {};
+}
+
+// ---- inspection ----
+
+client_stats address_client::stats() const {
+  const impl& p = *impl_;
+  client_stats s;
+  s.total_requests = p.requests.load();
+  s.total_responses = p.responses.load();
+  s.total_errors = p.errors.load();
+  s.total_timeouts = p.timeouts.load();
+  s.total_cancelled = p.cancels.load();
+  s.in_flight = p.in_flight.load();
+  pool_stats& ps = s.pool;
+  ps.connections_created = p.created.load();
+  ps.failed_establishments = p.failed.load();
+  ps.reconnect_attempts = p.reconnects.load();
+  ps.connections_closed = p.closed_conns.load();
+  ps.idle_closures = p.idle.load();
+  ps.lifetime_expirations = p.lifetimes.load();
+  ps.health_checks = p.health_checks.load();
+  std::lock_guard rl(p.retired_m);
+  ps.messages_sent = p.retired.messages_sent;
+  ps.messages_received = p.retired.messages_received;
+  ps.bytes_sent = p.retired.bytes_sent;
+  ps.bytes_received = p.retired.bytes_received;
+  ps.unmatched_answers = p.retired.unmatched_answers;
+  std::shared_lock lk(p.map_m);
+  ps.addresses = p.entries.size();
+  for (const auto& [a, e] : p.entries) {
+    std::lock_guard el(e->m);
+    auto add = [&](const conn_slot& c) {
+      if (!c) return;
+      const connection_stats st = c.c->stats();
+      ps.messages_sent += st.messages_sent;
+      ps.messages_received += st.messages_received;
+      ps.bytes_sent += st.bytes_sent;
+      ps.bytes_received += st.bytes_received;
+      ps.unmatched_answers += st.unmatched_answers;
+    };
+    add(e->current);
+    add(e->replacement);
+    for (const auto& d : e->draining)
+      add(d);
+    if (e->current && is_active(e->current.c->state())) ++ps.active_connections;
+  }
+  return s;
+}
+
+std::size_t address_client::active_connections() const {
+  return list_connections().size();
+}
+
+std::vector<std::string> address_client::list_connections() const {
+  std::vector<std::string> out;
+  std::shared_lock lk(impl_->map_m);
+  for (const auto& [a, e] : impl_->entries) {
+    std::lock_guard el(e->m);
+    if (e->current && is_active(e->current.c->state())) out.push_back(a);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::optional<connection_info> address_client::connection(std::string_view address) const {
+  std::shared_ptr<pool_entry> e;
+  {
+    std::shared_lock lk(impl_->map_m);
+    auto it = impl_->entries.find(address);
+    if (it == impl_->entries.end()) return std::nullopt;
+    e = it->second;
+  }
+  connection_info info;
+  info.address = e->address;
+  std::lock_guard el(e->m);
+  const auto& pub = e->published;
+  if (e->current) {
+    info.stats = e->current.c->stats();
+    info.state = info.stats.state;
+    info.peer = e->current.c->peer();
+  }
+  if (pub.ph == pool_entry::phase::down) {
+    info.state = pub.reconnecting ? peer_state::reconnecting : peer_state::failed;
+  }
+  if (pub.ph == pool_entry::phase::idle && !e->current) info.state = peer_state::disconnected;
+  if (pub.ph == pool_entry::phase::closed) info.state = peer_state::closed;
+  info.consecutive_failures = pub.failures;
+  info.next_attempt = pub.next_attempt;
+  info.last_error = pub.last_error;
+  info.draining = e->draining.size();
+  return info;
+}
+
+// ---- close ----
+
+bool address_client::closed() const noexcept {
+  return impl_->closing_flag.load();
+}
+
+void address_client::close() {
+  impl& p = *impl_;
+  if (this_thread_pool == &p) {
+    p.log_event(log_level::error,
+                "close() called from a completion handler: closing without waiting", {});
+    p.shutdown_and_wait(false);
+    return;
+  }
+  p.shutdown_and_wait(true);
+  {
+    std::lock_guard lk(p.close_m);
+    if (p.close_finished) return;
+  }
+  {
+    std::unique_lock life(p.life_m);
+    p.dead = true;
+  }
+  if (p.work) {
+    p.work.reset();
+    for (auto& t : p.threads)
+      t.join();
+    p.threads.clear();
+  }
+  std::lock_guard lk(p.close_m);
+  p.close_finished = true;
+  p.close_cv.notify_all();
+}
+
+}  // namespace diampool
