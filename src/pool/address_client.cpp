@@ -474,6 +474,7 @@ struct pool_entry : std::enable_shared_from_this<pool_entry> {
     const capabilities peer = current.c->peer();
     log_event(log_level::debug, "connection established",
               {{"peer", peer.origin_host}, {"realm", peer.origin_realm}});
+    publish();
     flush_waiters(current.c, now);
   }
 
@@ -500,7 +501,9 @@ struct pool_entry : std::enable_shared_from_this<pool_entry> {
       }
       pool->log->log(log_level::warn, "establishment failed", f);
     }
-    // The waiters of this establishment get its own failure.
+    // The waiters of this establishment get its own failure (after publication, so that
+    // what they see in connection() already says so).
+    publish();
     fail_waiters(ec);
   }
 

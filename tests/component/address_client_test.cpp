@@ -622,9 +622,10 @@ TEST_F(address_client_test, backoff_grows_between_failed_establishments) {
   for (int i = 0; i < 5; ++i) {
     const auto before = clock::now();
     client->send(addr, make_request(1), 1s, ec);  // waits for the next attempt, then fails
-    EXPECT_EQ(ec, std::errc::connection_refused);
+    EXPECT_EQ(ec, std::errc::connection_refused) << ec.message();
     const auto info = client->connection(addr);
-    ASSERT_TRUE(info && info->next_attempt);
+    ASSERT_TRUE(info);
+    ASSERT_TRUE(info->next_attempt) << i << " " << to_string(info->state);
     gaps.push_back(*info->next_attempt - before);
   }
   EXPECT_EQ(client->stats().pool.failed_establishments, 5U);
