@@ -575,7 +575,7 @@ struct pool_entry : std::enable_shared_from_this<pool_entry> {
     return ph == phase::down && (!waiters.empty() || (cfg().reconnect_enabled && ever_open));
   }
 
-  void rearm(steady_time now) {
+  void rearm(steady_time /*now*/) {
     // Waiters that cannot be served before their deadline fail now, with the reason.
     if (ph == phase::down && !waiters.empty()) {
       const steady_time next = retry.next_attempt();
@@ -594,7 +594,8 @@ struct pool_entry : std::enable_shared_from_this<pool_entry> {
       at = std::min(at, w->deadline);
     if (wants_reconnect()) at = std::min(at, retry.next_attempt());
     const auto& c = cfg();
-    if ((ph == phase::open || ph == phase::down) && c.idle_timeout > nanoseconds::zero()) {
+    if ((ph == phase::open || ph == phase::down) && c.idle_timeout > nanoseconds::zero() &&
+        waiters.empty()) {
       at = std::min(at, last_active() + c.idle_timeout);
     }
     if (ph == phase::open && c.max_conn_lifetime > nanoseconds::zero() && !replacement) {
@@ -606,7 +607,6 @@ struct pool_entry : std::enable_shared_from_this<pool_entry> {
       timer.cancel();
       return;
     }
-    (void)now;
     timer.expires_at(at);
     timer.async_wait(on_strand([self = shared_from_this(), seq = ++timer_seq](std::error_code ec) {
       if (ec || seq != self->timer_seq) return;
@@ -630,7 +630,9 @@ struct pool_entry : std::enable_shared_from_this<pool_entry> {
     const auto& c = cfg();
     const bool idle_expired = c.idle_timeout > nanoseconds::zero() && waiters.empty() &&
                               now - last_active() >= c.idle_timeout;
-    if (ph == phase::open && idle_expired && current.c->stats().pending == 0) {
+    if (ph == phase::open && idle_expired && current.c->stats().pending > 0) {
+      touch();  // requests still waiting for their answers: not idle
+    } else if (ph == phase::open && idle_expired) {
       close_idle();
     } else if (ph == phase::down && idle_expired) {
       // Down and unused for the idle timeout: stop reconnecting.

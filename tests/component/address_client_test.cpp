@@ -17,6 +17,7 @@
 #include <atomic>
 #include <future>
 #include <latch>
+#include <map>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -144,6 +145,35 @@ std::string refused_address() {
   ::close(fd);
   return "127.0.0.1:" + std::to_string(ntohs(a.sin_port));
 }
+
+// Keeps every record, for tests of what is logged.
+class recording_logger final : public logger {
+ public:
+  struct record {
+    log_level level;
+    std::string message;
+    std::map<std::string, std::string> fields;
+  };
+  bool enabled(log_level) const noexcept override { return true; }
+  void log(log_level level, std::string_view message, std::span<const log_field> fields) override {
+    record r{level, std::string(message), {}};
+    for (const auto& f : fields)
+      r.fields[std::string(f.key)] = f.value;
+    std::lock_guard lk(m_);
+    records_.push_back(std::move(r));
+  }
+  std::optional<record> find(std::string_view message) const {
+    std::lock_guard lk(m_);
+    for (const auto& r : records_) {
+      if (r.message == message) return r;
+    }
+    return std::nullopt;
+  }
+
+ private:
+  mutable std::mutex m_;
+  std::vector<record> records_;
+};
 
 class address_client_test : public ::testing::Test {
  protected:
@@ -360,6 +390,60 @@ TEST_F(address_client_test, a_refused_address_fails_every_waiter_with_the_refusa
     }
   }
   EXPECT_EQ(client->stats().pool.failed_establishments, 1U);
+}
+
+// Each CEA error code the seed's handshake can meet: the establishment fails with
+// handshake_failed, and the code is kept for the caller and the log.
+class cea_error_test : public address_client_test,
+                       public ::testing::WithParamInterface<std::uint32_t> {};
+
+TEST_P(cea_error_test, fails_the_establishment_with_the_code) {
+  embedded_peer_faults f;
+  f.cea_result_code = GetParam();
+  peer_.set_faults(f);
+  auto records = std::make_shared<recording_logger>();
+  quiet_ = records;
+  auto client = make();
+  std::error_code ec;
+  client->send(peer_.address(), make_request(1), ec);
+  EXPECT_EQ(ec, error::handshake_failed);
+  EXPECT_EQ(ec, condition::connection_failed);
+  const auto info = client->connection(peer_.address());
+  ASSERT_TRUE(info && info->stats.handshake);
+  EXPECT_EQ(info->stats.handshake->result_code, GetParam());
+  const auto rec = records->find("establishment failed");
+  ASSERT_TRUE(rec) << "no log record";
+  EXPECT_EQ(rec->fields.at("result_code"), std::to_string(GetParam()));
+  EXPECT_EQ(rec->fields.at("address"), peer_.address());
+}
+
+INSTANTIATE_TEST_SUITE_P(codes, cea_error_test, ::testing::Values(3010U, 4003U, 5010U, 5012U));
+
+TEST_F(address_client_test, no_cea_within_cer_timeout_fails_the_handshake) {
+  embedded_peer_faults f;
+  f.answer_cer = false;
+  peer_.set_faults(f);
+  pool_config c = test_config();
+  c.cer_timeout = 100ms;
+  auto client = make(c);
+  std::error_code ec;
+  client->send(peer_.address(), make_request(1), 5s, ec);
+  EXPECT_EQ(ec, error::handshake_failed) << ec.message();
+  EXPECT_EQ(client->connection(peer_.address())->stats.handshake->result_code, 0U);
+}
+
+TEST_F(address_client_test, a_dial_that_hangs_fails_at_dial_timeout) {
+  black_hole hole;
+  pool_config c = test_config();
+  c.dial_timeout = 100ms;
+  auto client = make(c);
+  const auto start = clock::now();
+  std::error_code ec;
+  client->send(hole.address(), make_request(1), 5s, ec);
+  EXPECT_EQ(ec, error::connection_timeout) << ec.message();
+  EXPECT_EQ(ec, condition::timeout);
+  EXPECT_LT(clock::now() - start, 2s);
+  EXPECT_EQ(client->stats().total_timeouts, 1U);
 }
 
 // ---- deadlines (DESIGN 2) ----
@@ -762,6 +846,38 @@ TEST_F(address_client_test, an_idle_connection_is_closed_and_watchdogs_do_not_co
   client->send(peer_.address(), make_request(2), ec);
   EXPECT_FALSE(ec);
   EXPECT_EQ(peer_.stats().connections_accepted, 2U);
+}
+
+TEST_F(address_client_test, a_request_waiting_for_its_answer_keeps_the_connection_from_idling) {
+  pool_config c = test_config();
+  c.idle_timeout = 100ms;
+  auto client = make(c);
+  std::error_code ec;
+  client->send(peer_.address(), make_request(1), ec);
+  embedded_peer_faults f;
+  f.answer_delay = 400ms;
+  peer_.set_faults(f);
+  const bytes a = client->send(peer_.address(), make_request(2), ec);
+  EXPECT_FALSE(ec) << ec.message();
+  EXPECT_EQ(view(a).header().hop_by_hop, 2U);
+  EXPECT_EQ(peer_.stats().dprs, 0U);
+  // Idle from now on: closed after the timeout.
+  EXPECT_TRUE(eventually([&] { return client->stats().pool.idle_closures == 1; }));
+}
+
+TEST_F(address_client_test, a_lost_connection_is_logged_with_its_address_and_reason) {
+  auto records = std::make_shared<recording_logger>();
+  quiet_ = records;
+  auto client = make();
+  std::error_code ec;
+  client->send(peer_.address(), make_request(1), ec);
+  peer_.close_all();
+  ASSERT_TRUE(eventually([&] { return records->find("connection lost").has_value(); }));
+  const auto r = records->find("connection lost");
+  EXPECT_EQ(r->level, log_level::warn);
+  EXPECT_EQ(r->fields.at("address"), peer_.address());
+  EXPECT_EQ(r->fields.at("error"), std::error_code(error::connection_closed).message());
+  EXPECT_EQ(r->fields.at("reconnect"), "true");
 }
 
 TEST_F(address_client_test, application_traffic_keeps_a_connection_from_idling) {
