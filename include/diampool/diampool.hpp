@@ -3,6 +3,7 @@
 
 #include "diampool/address.hpp"
 #include "diampool/address_client.hpp"
+#include "diampool/address_policy.hpp"
 #include "diampool/avp.hpp"
 #include "diampool/backoff.hpp"
 #include "diampool/builder.hpp"

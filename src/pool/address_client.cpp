@@ -20,6 +20,7 @@
 #include <unordered_map>
 
 #include "diampool/address.hpp"
+#include "diampool/address_policy.hpp"
 #include "diampool/codes.hpp"
 #include "diampool/message.hpp"
 #include "diampool/spdlog_logger.hpp"
@@ -169,7 +170,7 @@ struct address_client::impl : std::enable_shared_from_this<address_client::impl>
 // senders (the fast path) and by stats().
 
 struct pool_entry : std::enable_shared_from_this<pool_entry> {
-  enum class phase { idle, establishing, open, down, closed };
+  using phase = address_phase;
 
   pool_entry(std::shared_ptr<address_client::impl> p, std::string a, std::uint64_t seed)
       : pool(std::move(p)),
@@ -353,26 +354,19 @@ struct pool_entry : std::enable_shared_from_this<pool_entry> {
       pool->finish(std::move(r), error::send_queue_full);
       return;
     }
-    switch (ph) {
-      case phase::idle:
+    switch (admit(snapshot(false), now, r->deadline)) {
+      case admission::establish:
         waiters.push_back(std::move(r));
         establish(now);
         break;
-      case phase::down:
-        if (retry.may_attempt(now)) {
-          waiters.push_back(std::move(r));
-          establish(now);
-        } else if (retry.next_attempt() <= r->deadline) {
-          waiters.push_back(std::move(r));  // the next attempt comes within its deadline
-        } else {
-          pool->finish(std::move(r), last_error);  // it cannot be up in time: fail fast
-        }
-        break;
-      case phase::establishing:
-      case phase::open:  // open but not ready: the loss is being reported
+      case admission::wait:
         waiters.push_back(std::move(r));
         break;
-      case phase::closed:
+      case admission::fail_fast:
+        pool->finish(std::move(r), last_error);  // it cannot be up in time: the reason
+        break;
+      case admission::refuse:
+        pool->finish(std::move(r), error::pool_closed);
         break;
     }
     rearm(now);
@@ -571,16 +565,42 @@ struct pool_entry : std::enable_shared_from_this<pool_entry> {
 
   // ---- timer: waiter deadlines, reconnection, idle timeout, max lifetime ----
 
-  bool wants_reconnect() const {
-    return ph == phase::down && (!waiters.empty() || (cfg().reconnect_enabled && ever_open));
+  address_timing timing() const {
+    return {cfg().idle_timeout, cfg().max_conn_lifetime, cfg().reconnect_enabled};
   }
 
+  // What the policy (address_policy.hpp) decides on. `full`: with the queued requests'
+  // earliest deadline and the connection's pending requests, which cost a scan and a lock.
+  address_snapshot snapshot(bool full) const {
+    address_snapshot a;
+    a.phase = ph;
+    a.ever_open = ever_open;
+    a.replacing = static_cast<bool>(replacement);
+    a.waiters = waiters.size();
+    a.last_activity = last_active();
+    a.opened_at = opened_at;
+    a.replace_not_before = replace_not_before;
+    a.next_attempt = retry.next_attempt();
+    if (full) {
+      std::lock_guard lk(m);
+      a.draining = draining.size();
+      for (const auto& w : waiters) {
+        a.earliest_waiter_deadline = std::min(a.earliest_waiter_deadline, w->deadline);
+      }
+      a.requests_pending = ph == phase::open && current && current.c->stats().pending > 0;
+    }
+    return a;
+  }
+
+  bool wants_reconnect() const { return diampool::wants_reconnect(timing(), snapshot(false)); }
+
   void rearm(steady_time /*now*/) {
-    // Waiters that cannot be served before their deadline fail now, with the reason.
+    // Queued requests that the next attempt cannot serve before their deadline fail now,
+    // with the reason the address is down.
     if (ph == phase::down && !waiters.empty()) {
-      const steady_time next = retry.next_attempt();
+      const address_snapshot a = snapshot(false);
       for (auto it = waiters.begin(); it != waiters.end();) {
-        if ((*it)->deadline < next) {
+        if (!can_wait(a, (*it)->deadline)) {
           request_ptr r = std::move(*it);
           it = waiters.erase(it);
           pool->finish(std::move(r), last_error);
@@ -589,18 +609,7 @@ struct pool_entry : std::enable_shared_from_this<pool_entry> {
         }
       }
     }
-    steady_time at = steady_time::max();
-    for (const auto& w : waiters)
-      at = std::min(at, w->deadline);
-    if (wants_reconnect()) at = std::min(at, retry.next_attempt());
-    const auto& c = cfg();
-    if ((ph == phase::open || ph == phase::down) && c.idle_timeout > nanoseconds::zero() &&
-        waiters.empty()) {
-      at = std::min(at, last_active() + c.idle_timeout);
-    }
-    if (ph == phase::open && c.max_conn_lifetime > nanoseconds::zero() && !replacement) {
-      at = std::min(at, std::max(opened_at + c.max_conn_lifetime, replace_not_before));
-    }
+    const steady_time at = next_due(timing(), snapshot(true));
     if (at == timer_at) return;
     timer_at = at;
     if (at == steady_time::max()) {
@@ -627,23 +636,26 @@ struct pool_entry : std::enable_shared_from_this<pool_entry> {
         ++it;
       }
     }
-    const auto& c = cfg();
-    const bool idle_expired = c.idle_timeout > nanoseconds::zero() && waiters.empty() &&
-                              now - last_active() >= c.idle_timeout;
-    if (ph == phase::open && idle_expired && current.c->stats().pending > 0) {
-      touch();  // requests still waiting for their answers: not idle
-    } else if (ph == phase::open && idle_expired) {
-      close_idle();
-    } else if (ph == phase::down && idle_expired) {
-      // Down and unused for the idle timeout: stop reconnecting.
-      log_event(log_level::info, "idle: reconnection stopped", {});
-      ph = phase::idle;
-      discard(current);
-    } else if (ph == phase::down && wants_reconnect() && retry.may_attempt(now)) {
-      establish(now);
-    } else if (ph == phase::open && c.max_conn_lifetime > nanoseconds::zero() && !replacement &&
-               now >= opened_at + c.max_conn_lifetime && now >= replace_not_before) {
-      start_replacement(now);
+    switch (due(timing(), snapshot(true), now)) {
+      case address_action::keep_alive:
+        touch();  // requests still waiting for their answers: not idle
+        break;
+      case address_action::close_idle:
+        close_idle();
+        break;
+      case address_action::stop_reconnecting:
+        log_event(log_level::info, "idle: reconnection stopped", {});
+        ph = phase::idle;
+        discard(current);
+        break;
+      case address_action::reconnect:
+        establish(now);
+        break;
+      case address_action::replace:
+        start_replacement(now);
+        break;
+      case address_action::none:
+        break;
     }
     publish();
     rearm(now);
@@ -726,14 +738,7 @@ struct pool_entry : std::enable_shared_from_this<pool_entry> {
       lost(current.c->stats().last_error);
     }
     // Addresses with nothing left to remember are forgotten (a new send starts afresh).
-    const bool forgettable =
-        ph == phase::idle || (ph == phase::down && !wants_reconnect() && retry.may_attempt(now));
-    bool draining_empty = false;
-    {
-      std::lock_guard lk(m);
-      draining_empty = draining.empty() && !replacement;
-    }
-    if (forgettable && waiters.empty() && draining_empty) {
+    if (forgettable(timing(), snapshot(true), now)) {
       retired = true;
       discard(current);
       timer.cancel();
