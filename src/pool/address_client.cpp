@@ -208,6 +208,7 @@ struct pool_entry : std::enable_shared_from_this<pool_entry> {
   bool retired = false;
   steady_time opened_at{};
   steady_time replace_not_before{};
+  std::uint64_t rebuild_after = 0;  // serial of the connection whose close starts a new one
   std::error_code last_error;
   std::deque<request_ptr> waiters;
   steady_time timer_at = steady_time::max();
@@ -550,7 +551,13 @@ struct pool_entry : std::enable_shared_from_this<pool_entry> {
       draining.erase(it);
     }
     pool->closed_conns.fetch_add(1, std::memory_order_relaxed);
-    if (ph == phase::closed) shutdown_step();
+    if (ph == phase::closed) {
+      shutdown_step();
+    } else if (serial == rebuild_after && ph == phase::establishing) {
+      rebuild_after = 0;
+      establish(clock::now());
+      rearm(clock::now());
+    }
   }
 
   // Drops `slot` for good (a connection that is not open), keeping its counters.
@@ -687,6 +694,25 @@ struct pool_entry : std::enable_shared_from_this<pool_entry> {
                                      std::error_code ec) { self->on_replaced(serial, ec); }));
   }
 
+  // The peer refused a second connection from this Origin-Host while the first is up (as
+  // freeDiameter does, with 5012): the replacement is made break-before-make instead. New
+  // requests wait (within their deadlines) while the old connection finishes its answers and
+  // closes with DPR; then a new connection is established for them.
+  void replace_break_before_make(steady_time now) {
+    pool->lifetimes.fetch_add(1, std::memory_order_relaxed);
+    log_event(log_level::info, "peer refused a second connection: replacing break-before-make", {});
+    conn_slot old;
+    {
+      std::lock_guard lk(m);
+      old = std::exchange(current, {});
+    }
+    ph = phase::establishing;
+    rebuild_after = old.serial;
+    drain(old);
+    publish();
+    rearm(now);
+  }
+
   void on_replaced(std::uint64_t serial, std::error_code ec) {
     if (ph == phase::closed || serial != replacement.serial) return;
     const steady_time now = clock::now();
@@ -700,6 +726,10 @@ struct pool_entry : std::enable_shared_from_this<pool_entry> {
         failed_slot = std::exchange(replacement, {});
       }
       discard(failed_slot);
+      if (ph == phase::open && ec == error::handshake_failed) {
+        replace_break_before_make(now);
+        return;
+      }
       replace_not_before = now + pool->backoff.nominal_delay(1);
       if (ph == phase::establishing) {  // the old one was lost meanwhile: waiters get this
         establishment_failed(now, ec, current.c);

@@ -938,6 +938,49 @@ TEST_F(address_client_test, max_lifetime_replaces_connections_without_losing_a_r
   EXPECT_EQ(client->active_connections(), 1U);
 }
 
+TEST_F(address_client_test, a_peer_refusing_a_second_connection_is_replaced_break_before_make) {
+  // Like freeDiameter, this peer answers 5012 to a CER from an Origin-Host it is still
+  // connected to: the first CER after traffic started (the replacement's) is refused.
+  embedded_peer* self = nullptr;
+  std::atomic<int> cers{0};
+  std::atomic<bool> armed{false};
+  embedded_peer_options o = peer_options();
+  o.on_message = [&](const message_view& m) {
+    if (m.header().command_code == command::capabilities_exchange && m.header().is_request()) {
+      if (++cers == 2) self->set_faults({});  // the CER after the refused one is accepted
+    } else if (m.header().is_request() && m.header().command_code == 272 && !armed.exchange(true)) {
+      embedded_peer_faults f;
+      f.cea_result_code = 5012;
+      self->set_faults(f);
+    }
+  };
+  embedded_peer peer(o);
+  self = &peer;
+  pool_config c = test_config();
+  c.max_conn_lifetime = 200ms;
+  auto client = make(c);
+  std::error_code ec;
+  client->send(peer.address(), make_request(1), ec);
+  ASSERT_FALSE(ec);
+  // Requests keep coming through the replacement; none fails.
+  std::size_t failures = 0;
+  const auto end = clock::now() + 5s;
+  while (client->stats().pool.lifetime_expirations == 0 && clock::now() < end) {
+    client->send(peer.address(), make_request(2), ec);
+    if (ec) ++failures;
+  }
+  ASSERT_TRUE(eventually([&] { return client->stats().pool.connections_created == 2; }));
+  client->send(peer.address(), make_request(3), ec);
+  EXPECT_FALSE(ec) << ec.message();
+  EXPECT_EQ(failures, 0U);
+  EXPECT_EQ(cers.load(), 3);         // the first, the refused replacement, the new one
+  EXPECT_EQ(peer.stats().dprs, 1U);  // the old connection closed gracefully
+  const client_stats s = client->stats();
+  EXPECT_EQ(s.pool.lifetime_expirations, 1U);
+  EXPECT_EQ(s.pool.failed_establishments, 1U);
+  EXPECT_EQ(s.total_errors, 0U);
+}
+
 TEST_F(address_client_test, the_health_check_runs_and_forgets_idle_addresses) {
   pool_config c = test_config();
   c.health_check_interval = 50ms;
