@@ -776,6 +776,33 @@ TEST_F(address_client_test, pending_requests_fail_at_once_when_the_connection_is
   EXPECT_LT(clock::now() - start, 2s);
 }
 
+TEST_F(address_client_test, malformed_input_closes_the_connection_and_the_address_recovers) {
+  auto client = make();
+  std::error_code ec;
+  client->send(peer_.address(), make_request(1), ec);
+  embedded_peer_faults f;
+  f.answer_delay = 5s;
+  peer_.set_faults(f);
+  auto pending = client->async_send(peer_.address(), make_request(2), asio::use_future);
+  ASSERT_TRUE(peer_.wait_for([](const embedded_peer_stats& s) { return s.requests == 2; }, 5000ms));
+  // A header claiming 16 MiB: the connection is closed, nothing that size is allocated.
+  peer_.write_raw({0x01, 0xff, 0xff, 0xfc, 0x80, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1});
+  try {
+    pending.get();
+    ADD_FAILURE() << "answered?";
+  } catch (const std::system_error& e) {
+    EXPECT_EQ(e.code(), error::connection_closed) << e.code().message();
+  }
+  EXPECT_TRUE(eventually([&] {
+    const auto info = client->connection(peer_.address());
+    return info && info->last_error == condition::malformed_message;
+  }));
+  peer_.set_faults({});
+  EXPECT_TRUE(eventually([&] { return client->active_connections() == 1; }));
+  client->send(peer_.address(), make_request(3), ec);
+  EXPECT_FALSE(ec) << ec.message();
+}
+
 // ---- watchdog, peer requests ----
 
 TEST_F(address_client_test, an_unanswered_watchdog_fails_the_connection_and_it_comes_back) {

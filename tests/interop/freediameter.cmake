@@ -36,3 +36,14 @@ add_test(NAME freediameter_connection
                  bash ${CMAKE_CURRENT_SOURCE_DIR}/freediameter/capture.sh 1000
                  $<TARGET_FILE:freediameter_connection_test>)
 set_tests_properties(freediameter_connection PROPERTIES LABELS interop TIMEOUT 240)
+
+# diampool::address_client (the pool) against freeDiameter: the whole binary in one harness
+# run. No case stops freeDiameter; each uses its own Origin-Host and closes with DPR.
+add_executable(freediameter_address_client_test freediameter_address_client_test.cpp)
+target_link_libraries(freediameter_address_client_test PRIVATE diampool::diampool GTest::gtest
+                                                               GTest::gtest_main)
+target_compile_options(freediameter_address_client_test PRIVATE -Wall -Wextra)
+
+add_test(NAME freediameter_address_client
+         COMMAND bash ${DIAMPOOL_FD_RUN} -- $<TARGET_FILE:freediameter_address_client_test>)
+set_tests_properties(freediameter_address_client PROPERTIES LABELS interop TIMEOUT 240)
