@@ -31,6 +31,7 @@
 
 #include "diampool/connection.hpp"
 #include "diampool/error.hpp"
+#include "diampool/histogram.hpp"
 #include "diampool/logger.hpp"
 #include "diampool/peer_machine.hpp"
 #include "diampool/pool_config.hpp"
@@ -66,6 +67,8 @@ struct client_stats {
   std::uint64_t total_cancelled = 0;  ///< of those, cancelled by their caller
   std::uint64_t in_flight = 0;        ///< requests without an outcome yet
   pool_stats pool;                    ///< [PoolMetrics]
+  /// Request-to-answer latency of every answered request, microseconds (all addresses).
+  histogram_snapshot latency;
 };
 
 /// What the pool knows of one address (the seed's per-connection view; a snapshot).
@@ -83,6 +86,9 @@ struct connection_info {
   std::optional<std::chrono::steady_clock::time_point> next_attempt;
   std::error_code last_error;  ///< Why the last establishment failed or the connection ended.
   std::size_t draining = 0;    ///< Replaced connections still finishing their requests.
+  /// Request-to-answer latency of this address's answered requests, in microseconds (within
+  /// 12.5 %): `latency.quantile(0.99)`, `latency.count`...
+  histogram_snapshot latency;
 };
 
 namespace detail {

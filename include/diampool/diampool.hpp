@@ -12,6 +12,7 @@
 #include "diampool/dictionary.hpp"
 #include "diampool/error.hpp"
 #include "diampool/frame_decoder.hpp"
+#include "diampool/histogram.hpp"
 #include "diampool/logger.hpp"
 #include "diampool/message.hpp"
 #include "diampool/peer_machine.hpp"

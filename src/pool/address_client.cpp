@@ -22,6 +22,7 @@
 #include "diampool/address.hpp"
 #include "diampool/address_policy.hpp"
 #include "diampool/codes.hpp"
+#include "diampool/histogram.hpp"
 #include "diampool/message.hpp"
 #include "diampool/spdlog_logger.hpp"
 
@@ -70,6 +71,7 @@ struct pool_request {
   std::vector<std::uint8_t> bytes;  // while not on a connection
   steady_time deadline;
   std::uint64_t id = 0;
+  steady_time started;
   asio::any_io_executor home;  // where a request failed at once completes
 };
 
@@ -143,6 +145,7 @@ struct address_client::impl : std::enable_shared_from_this<address_client::impl>
   // Counters of connections no longer held by any address (under retired_m).
   mutable std::mutex retired_m;
   pool_stats retired;
+  histogram_snapshot retired_latency;  // of the addresses forgotten
 
   void log_event(log_level level, std::string_view msg, std::initializer_list<log_field> f) {
     if (log->enabled(level)) log->log(level, msg, {f.begin(), f.size()});
@@ -199,6 +202,7 @@ struct pool_entry : std::enable_shared_from_this<pool_entry> {
   } published;
 
   std::atomic<clock::rep> last_activity;  // application traffic only
+  latency_histogram latency;              // request to answer, microseconds
 
   // ---- strand only ----
   phase ph = phase::idle;
@@ -315,7 +319,12 @@ struct pool_entry : std::enable_shared_from_this<pool_entry> {
       });
       return;
     }
-    if (!ec) touch();
+    if (!ec) {
+      touch();
+      const auto us =
+          std::chrono::duration_cast<std::chrono::microseconds>(clock::now() - r->started);
+      latency.record(static_cast<std::uint64_t>(std::max<std::int64_t>(us.count(), 0)));
+    }
     pool->finish(std::move(r), ec, std::move(answer));
   }
 
@@ -769,6 +778,10 @@ struct pool_entry : std::enable_shared_from_this<pool_entry> {
     }
     // Addresses with nothing left to remember are forgotten (a new send starts afresh).
     if (forgettable(timing(), snapshot(true), now)) {
+      {
+        std::lock_guard rl(pool->retired_m);
+        pool->retired_latency.merge(latency.snapshot());
+      }
       retired = true;
       discard(current);
       timer.cancel();
@@ -1076,6 +1089,7 @@ void address_client::start_send(std::string_view address, detail::send_op_factor
   r->op = std::move(op);
   r->cancel = std::move(cancel);
   r->deadline = deadline;
+  r->started = clock::now();
   r->home = home;
   r->id = p.next_request.fetch_add(1, std::memory_order_relaxed);
   std::error_code ec;
@@ -1194,6 +1208,7 @@ client_stats address_client::stats() const {
   ps.bytes_sent = p.retired.bytes_sent;
   ps.bytes_received = p.retired.bytes_received;
   ps.unmatched_answers = p.retired.unmatched_answers;
+  s.latency = p.retired_latency;
   std::shared_lock lk(p.map_m);
   ps.addresses = p.entries.size();
   for (const auto& [a, e] : p.entries) {
@@ -1212,6 +1227,7 @@ client_stats address_client::stats() const {
     for (const auto& d : e->draining)
       add(d);
     if (e->current && is_active(e->current.c->state())) ++ps.active_connections;
+    s.latency.merge(e->latency.snapshot());
   }
   return s;
 }
@@ -1257,6 +1273,7 @@ std::optional<connection_info> address_client::connection(std::string_view addre
   info.next_attempt = pub.next_attempt;
   info.last_error = pub.last_error;
   info.draining = e->draining.size();
+  info.latency = e->latency.snapshot();
   return info;
 }
 

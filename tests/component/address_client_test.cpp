@@ -235,6 +235,27 @@ TEST_F(address_client_test, sends_reuse_one_connection_per_address) {
   }));
 }
 
+TEST_F(address_client_test, latencies_are_recorded_per_address) {
+  auto client = make();
+  std::error_code ec;
+  client->send(peer_.address(), make_request(1), ec);  // establishes
+  embedded_peer_faults f;
+  f.answer_delay = 20ms;
+  peer_.set_faults(f);
+  for (int i = 0; i < 10; ++i) {
+    client->send(peer_.address(), make_request(2), ec);
+    ASSERT_FALSE(ec);
+  }
+  const auto info = client->connection(peer_.address());
+  ASSERT_TRUE(info);
+  EXPECT_EQ(info->latency.count, 11U);
+  // Ten of eleven answers took at least the 20 ms delay; the histogram says so (12.5 %).
+  EXPECT_GE(info->latency.quantile(0.5), 20000U * 7 / 8);
+  EXPECT_GE(info->latency.max, 20000U);
+  EXPECT_LT(info->latency.min, 20000U);  // the first, undelayed
+  EXPECT_EQ(client->stats().latency.count, 11U);
+}
+
 TEST_F(address_client_test, a_non_2001_result_is_an_answer_not_an_error) {
   embedded_peer_faults f;
   f.result_code = 5012;
