@@ -146,6 +146,8 @@ class address_client {
   address_client(const address_client&) = delete;
   address_client& operator=(const address_client&) = delete;
 
+  /// The executor the client runs on. Once close() has returned, a client that owned its
+  /// threads no longer has an executor: this one must not be used then.
   executor_type get_executor() const noexcept { return executor_; }
   const pool_config& config() const noexcept;
 

@@ -101,7 +101,7 @@ struct address_client::impl : std::enable_shared_from_this<address_client::impl>
         ex(own_io ? executor_type(own_io->get_executor()) : std::move(e)),
         seeds(random_seed()),
         health_strand(asio::make_strand(ex)),
-        health_timer(health_strand) {}
+        health_timer(std::in_place, *health_strand) {}
 
   // The client's own io_context, when it was not given an executor. First member: whatever
   // lives on it (strands, timers) is destroyed before it.
@@ -121,8 +121,9 @@ struct address_client::impl : std::enable_shared_from_this<address_client::impl>
   std::mt19937_64 seeds;  // under map_m
   std::atomic<std::uint64_t> next_serial{1};
 
-  asio::strand<executor_type> health_strand;
-  asio::steady_timer health_timer;
+  // Both reset by close() before own_io: they belong to its services.
+  std::optional<asio::strand<executor_type>> health_strand;
+  std::optional<asio::steady_timer> health_timer;
 
   // The client's own threads, when it was not given an executor.
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
@@ -934,9 +935,9 @@ void address_client::impl::remove_entry(const std::string& address, const pool_e
 }
 
 void address_client::impl::schedule_health() {
-  health_timer.expires_after(cfg.health_check_interval);
-  health_timer.async_wait(
-      asio::bind_executor(health_strand, [self = shared_from_this()](std::error_code ec) {
+  health_timer->expires_after(cfg.health_check_interval);
+  health_timer->async_wait(
+      asio::bind_executor(*health_strand, [self = shared_from_this()](std::error_code ec) {
         if (ec || self->closing_flag.load()) return;
         self->run_health_check();
         self->schedule_health();
@@ -974,7 +975,7 @@ void address_client::impl::shutdown_and_wait(bool wait) {
       all.push_back(e);
   }
   log_event(log_level::info, "closing", {{"addresses", std::to_string(all.size())}});
-  asio::post(health_strand, [self = shared_from_this()] { self->health_timer.cancel(); });
+  asio::post(*health_strand, [self = shared_from_this()] { self->health_timer->cancel(); });
 
   auto remaining = std::make_shared<std::atomic<std::size_t>>(all.size());
   auto self = shared_from_this();
@@ -1305,6 +1306,11 @@ void address_client::close() {
     for (auto& t : p.threads)
       t.join();
     p.threads.clear();
+    // Everything that ran on the io_context has run: it goes too, with the resolver's thread
+    // and its descriptors, so that nothing of the client outlives close().
+    p.health_timer.reset();
+    p.health_strand.reset();
+    p.own_io.reset();
   }
   std::lock_guard lk(p.close_m);
   p.close_finished = true;

@@ -15,6 +15,7 @@
 #include <asio/use_awaitable.hpp>
 #include <asio/use_future.hpp>
 #include <atomic>
+#include <filesystem>
 #include <future>
 #include <latch>
 #include <map>
@@ -1173,6 +1174,33 @@ TEST_F(address_client_test, the_destructor_closes_and_releases_every_thread) {
     client->send(peer_.address(), make_request(1), ec);
   }
   EXPECT_TRUE(peer_.wait_for([](const embedded_peer_stats& s) { return s.dprs == 1; }, 5000ms));
+}
+
+std::size_t entries_in(const char* dir) {
+  std::size_t n = 0;
+  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator(dir))
+    ++n;
+  return n;
+}
+
+TEST_F(address_client_test, close_releases_every_thread_and_socket) {
+  embedded_peer other(peer_options());
+  const std::size_t fds = entries_in("/proc/self/fd");
+  const std::size_t threads = entries_in("/proc/self/task");
+  {
+    pool_config c = test_config();
+    c.worker_threads = 4;
+    auto client = make(c);
+    std::error_code ec;
+    client->send(peer_.address(), make_request(1), ec);
+    client->send(other.address(), make_request(2), ec);
+    client->send(refused_address(), make_request(3), ec);
+    EXPECT_GT(entries_in("/proc/self/task"), threads);
+    client->close();
+    EXPECT_EQ(entries_in("/proc/self/task"), threads);  // joined
+    EXPECT_EQ(entries_in("/proc/self/fd"), fds);        // sockets, timers, epoll: closed
+  }
+  EXPECT_EQ(entries_in("/proc/self/fd"), fds);
 }
 
 // ---- many threads, many addresses (run under TSan in CI) ----
