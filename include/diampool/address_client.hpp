@@ -210,6 +210,9 @@ class address_client {
   std::vector<std::string> list_connections() const;
   /// [GetConnection] What the pool knows of `address` (as written in send), if anything.
   std::optional<connection_info> connection(std::string_view address) const;
+  /// What the pool knows of every address it holds (open, connecting, down or idle), sorted
+  /// by address: for monitoring and metrics export.
+  std::vector<connection_info> connections() const;
 
   // ---- shutting down ----
 

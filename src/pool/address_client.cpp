@@ -1248,6 +1248,10 @@ std::vector<std::string> address_client::list_connections() const {
   return out;
 }
 
+namespace {
+connection_info info_of(const pool_entry& entry);
+}  // namespace
+
 std::optional<connection_info> address_client::connection(std::string_view address) const {
   std::shared_ptr<pool_entry> e;
   {
@@ -1256,6 +1260,30 @@ std::optional<connection_info> address_client::connection(std::string_view addre
     if (it == impl_->entries.end()) return std::nullopt;
     e = it->second;
   }
+  return info_of(*e);
+}
+
+std::vector<connection_info> address_client::connections() const {
+  std::vector<std::shared_ptr<pool_entry>> all;
+  {
+    std::shared_lock lk(impl_->map_m);
+    all.reserve(impl_->entries.size());
+    for (const auto& [a, e] : impl_->entries)
+      all.push_back(e);
+  }
+  std::vector<connection_info> out;
+  out.reserve(all.size());
+  for (const auto& e : all)
+    out.push_back(info_of(*e));
+  std::sort(out.begin(), out.end(), [](const connection_info& a, const connection_info& b) {
+    return a.address < b.address;
+  });
+  return out;
+}
+
+namespace {
+connection_info info_of(const pool_entry& entry) {
+  const pool_entry* e = &entry;
   connection_info info;
   info.address = e->address;
   std::lock_guard el(e->m);
@@ -1277,6 +1305,7 @@ std::optional<connection_info> address_client::connection(std::string_view addre
   info.latency = e->latency.snapshot();
   return info;
 }
+}  // namespace
 
 // ---- close ----
 

@@ -216,6 +216,11 @@ TEST_F(address_client_test, sends_reuse_one_connection_per_address) {
   EXPECT_EQ(info->stats.requests_sent, 2U);
   EXPECT_EQ(info->stats.answers_received, 2U);
   EXPECT_FALSE(client->connection("127.0.0.1:1"));
+  const std::vector<connection_info> all = client->connections();
+  ASSERT_EQ(all.size(), 2U);
+  EXPECT_EQ(all[0].address, expected[0]);
+  EXPECT_EQ(all[1].address, expected[1]);
+  EXPECT_EQ(all[0].state, peer_state::open);
 
   const client_stats s = client->stats();
   EXPECT_EQ(s.total_requests, 3U);
