@@ -9,7 +9,9 @@ using std::chrono::nanoseconds;
 admission admit(const address_snapshot& a, steady_time now, steady_time deadline) noexcept {
   switch (a.phase) {
     case address_phase::idle:
-      return admission::establish;
+      // A connection of this address still closing (idle timeout, DPR under way): a peer
+      // may refuse a new one from the same Origin-Host until it is gone, so wait for it.
+      return a.draining > 0 ? admission::wait : admission::establish;
     case address_phase::establishing:
     case address_phase::open:  // open but not ready: its loss is being reported
       return admission::wait;

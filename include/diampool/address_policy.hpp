@@ -48,7 +48,8 @@ struct address_snapshot {
 
 /// What a request arriving for an address that has no open connection does.
 enum class admission : std::uint8_t {
-  wait,       ///< queue it: an establishment is under way or will start within its deadline
+  wait,       ///< queue it: an establishment is under way, or will start within its deadline
+              ///< (the next attempt, or when the address's closing connection is gone)
   establish,  ///< queue it and start an establishment now
   fail_fast,  ///< the address cannot be up within the deadline: fail with the reason it is down
   refuse,     ///< the client is closing

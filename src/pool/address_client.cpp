@@ -214,6 +214,7 @@ struct pool_entry : std::enable_shared_from_this<pool_entry> {
   steady_time opened_at{};
   steady_time replace_not_before{};
   std::uint64_t rebuild_after = 0;  // serial of the connection whose close starts a new one
+  bool refuses_parallel = false;    // the peer refused a second connection (max lifetime)
   std::error_code last_error;
   std::deque<request_ptr> waiters;
   steady_time timer_at = steady_time::max();
@@ -489,8 +490,8 @@ struct pool_entry : std::enable_shared_from_this<pool_entry> {
     last_error = ec;
     ph = phase::down;
     const steady_time next = retry.failed(now);
+    const connection_stats st = c->stats();
     if (log_enabled(log_level::warn)) {
-      const connection_stats st = c->stats();
       std::vector<log_field> f{
           {"address", address},
           {"error", ec.message()},
@@ -506,13 +507,41 @@ struct pool_entry : std::enable_shared_from_this<pool_entry> {
       }
       pool->log->log(log_level::warn, "establishment failed", f);
     }
-    // The waiters of this establishment get its own failure (after publication, so that
-    // what they see in connection() already says so).
+    // Waiters whose deadline reaches the next attempt wait for it (a peer may refuse for a
+    // moment, e.g. while it still cleans up an earlier connection from us); the others get
+    // this establishment's own failure, after publication (without them) so that what they
+    // see in connection() already says so.
+    const address_snapshot a = snapshot(false);
+    const bool transient = worth_retrying(ec, st);
+    std::vector<request_ptr> failing;
+    for (auto it = waiters.begin(); it != waiters.end();) {
+      if (transient && can_wait(a, (*it)->deadline)) {
+        ++it;
+      } else {
+        failing.push_back(std::move(*it));
+        it = waiters.erase(it);
+      }
+    }
     publish();
-    fail_waiters(ec);
+    for (auto& w : failing) {
+      pool->finish(std::move(w), ec);
+    }
   }
 
   bool log_enabled(log_level l) const { return pool->log->enabled(l); }
+
+  // Whether an establishment that failed this way may succeed at the next attempt: dial
+  // failures, a peer that closed before its CEA, and the CEA codes of a passing refusal
+  // (4xxx transient failures, 3004 TOO_BUSY, 5012 UNABLE_TO_COMPLY, which freeDiameter sends
+  // while it still holds an earlier connection from the same Origin-Host). An unknown peer
+  // (3010), no common application (5010) and other permanent refusals are not retried for the
+  // requests waiting: they get the refusal at once.
+  static bool worth_retrying(std::error_code ec, const connection_stats& st) {
+    if (ec != error::handshake_failed || !st.handshake) return true;
+    const std::uint32_t rc = st.handshake->result_code;
+    return rc == 0 || (rc >= 4000 && rc < 5000) || rc == result_code::too_busy ||
+           rc == result_code::unable_to_comply;
+  }
 
   void on_state_change(std::uint64_t serial, peer_state /*from*/, peer_state to,
                        std::error_code reason) {
@@ -550,6 +579,11 @@ struct pool_entry : std::enable_shared_from_this<pool_entry> {
         on_strand([self = shared_from_this(), serial = slot.serial] { self->drained(serial); }));
   }
 
+  bool draining_empty() const {
+    std::lock_guard lk(m);
+    return draining.empty();
+  }
+
   void drained(std::uint64_t serial) {
     {
       std::lock_guard rl(pool->retired_m);
@@ -566,6 +600,9 @@ struct pool_entry : std::enable_shared_from_this<pool_entry> {
     } else if (serial == rebuild_after && ph == phase::establishing) {
       rebuild_after = 0;
       establish(clock::now());
+      rearm(clock::now());
+    } else if (ph == phase::idle && !waiters.empty() && draining_empty()) {
+      establish(clock::now());  // requests that waited for the old connection to be gone
       rearm(clock::now());
     }
   }
@@ -598,9 +635,8 @@ struct pool_entry : std::enable_shared_from_this<pool_entry> {
     a.opened_at = opened_at;
     a.replace_not_before = replace_not_before;
     a.next_attempt = retry.next_attempt();
+    a.draining = draining.size();  // written on this strand only
     if (full) {
-      std::lock_guard lk(m);
-      a.draining = draining.size();
       for (const auto& w : waiters) {
         a.earliest_waiter_deadline = std::min(a.earliest_waiter_deadline, w->deadline);
       }
@@ -693,6 +729,10 @@ struct pool_entry : std::enable_shared_from_this<pool_entry> {
   // Max lifetime, make-before-break: a new connection is established while the old one
   // serves; then new requests go to the new one and the old one drains and closes.
   void start_replacement(steady_time now) {
+    if (refuses_parallel) {  // learnt at an earlier replacement: no point trying again
+      replace_break_before_make(now);
+      return;
+    }
     conn_slot c = new_connection();
     {
       std::lock_guard lk(m);
@@ -737,6 +777,7 @@ struct pool_entry : std::enable_shared_from_this<pool_entry> {
       }
       discard(failed_slot);
       if (ph == phase::open && ec == error::handshake_failed) {
+        refuses_parallel = true;
         replace_break_before_make(now);
         return;
       }

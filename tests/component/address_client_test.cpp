@@ -50,6 +50,15 @@ pool_config test_config() {
   return c;
 }
 
+// A failed establishment is retried for the requests whose deadline reaches the next attempt;
+// with this schedule none does, so a request gets the failure of the first attempt at once.
+pool_config no_retry_config() {
+  pool_config c = test_config();
+  c.reconnect_interval = 60s;
+  c.max_reconnect_delay = 120s;
+  return c;
+}
+
 bytes make_request(std::uint32_t hbh, const std::string& session = "client;1") {
   message_header h;
   h.flags = cmd_flags::request | cmd_flags::proxiable;
@@ -398,6 +407,40 @@ TEST_F(address_client_test, waiters_on_a_failed_establishment_get_its_own_failur
   EXPECT_EQ(client->stats().pool.failed_establishments, 1U);
 }
 
+TEST_F(address_client_test, a_transient_refusal_is_retried_within_the_deadline) {
+  // The first CER is refused (5012, as a peer still cleaning up an earlier connection from the
+  // same Origin-Host answers); the next one is accepted.
+  embedded_peer* self = nullptr;
+  embedded_peer_options o = peer_options();
+  o.faults.cea_result_code = 5012;
+  o.on_message = [&](const message_view& m) {
+    if (m.header().command_code == command::capabilities_exchange) self->set_faults({});
+  };
+  embedded_peer peer(o);
+  self = &peer;
+  auto client = make();  // next attempt 50 ms after a failure, well within the deadline
+  std::error_code ec;
+  const bytes a = client->send(peer.address(), make_request(9), 2s, ec);
+  EXPECT_FALSE(ec) << ec.message();
+  EXPECT_EQ(view(a).header().hop_by_hop, 9U);
+  const client_stats s = client->stats();
+  EXPECT_EQ(s.pool.failed_establishments, 1U);
+  EXPECT_EQ(s.pool.connections_created, 1U);
+  EXPECT_EQ(peer.stats().cers, 2U);
+}
+
+TEST_F(address_client_test, a_permanent_refusal_is_not_retried_for_the_waiting_request) {
+  embedded_peer_faults f;
+  f.cea_result_code = 3010;  // DIAMETER_UNKNOWN_PEER: trying again soon will not help
+  peer_.set_faults(f);
+  auto client = make();  // next attempt 50 ms after a failure, well within the deadline
+  std::error_code ec;
+  client->send(peer_.address(), make_request(1), 5s, ec);
+  EXPECT_EQ(ec, error::handshake_failed);
+  EXPECT_EQ(peer_.stats().cers, 1U);
+  EXPECT_EQ(client->stats().pool.failed_establishments, 1U);
+}
+
 TEST_F(address_client_test, a_refused_address_fails_every_waiter_with_the_refusal) {
   pool_config c = test_config();
   c.reconnect_interval = 60s;  // requests that come after the failure fail fast with it
@@ -430,7 +473,7 @@ TEST_P(cea_error_test, fails_the_establishment_with_the_code) {
   peer_.set_faults(f);
   auto records = std::make_shared<recording_logger>();
   quiet_ = records;
-  auto client = make();
+  auto client = make(no_retry_config());
   std::error_code ec;
   client->send(peer_.address(), make_request(1), ec);
   EXPECT_EQ(ec, error::handshake_failed);
@@ -450,7 +493,7 @@ TEST_F(address_client_test, no_cea_within_cer_timeout_fails_the_handshake) {
   embedded_peer_faults f;
   f.answer_cer = false;
   peer_.set_faults(f);
-  pool_config c = test_config();
+  pool_config c = no_retry_config();
   c.cer_timeout = 100ms;
   auto client = make(c);
   std::error_code ec;
@@ -461,7 +504,7 @@ TEST_F(address_client_test, no_cea_within_cer_timeout_fails_the_handshake) {
 
 TEST_F(address_client_test, a_dial_that_hangs_fails_at_dial_timeout) {
   black_hole hole;
-  pool_config c = test_config();
+  pool_config c = no_retry_config();
   c.dial_timeout = 100ms;
   auto client = make(c);
   const auto start = clock::now();
@@ -732,7 +775,11 @@ TEST_F(address_client_test, backoff_grows_between_failed_establishments) {
   std::vector<std::chrono::nanoseconds> gaps;
   for (int i = 0; i < 5; ++i) {
     const auto before = clock::now();
-    client->send(addr, make_request(1), 1s, ec);  // waits for the next attempt, then fails
+    // A deadline just past the next attempt: the send waits for that attempt, which fails,
+    // and the one after it comes too late for the send, which then fails with the refusal.
+    const auto info0 = client->connection(addr);
+    const steady_time next = info0 && info0->next_attempt ? *info0->next_attempt : before;
+    client->send(addr, make_request(1), std::max(next, before) + 5ms, ec);
     EXPECT_EQ(ec, std::errc::connection_refused) << ec.message();
     const auto info = client->connection(addr);
     ASSERT_TRUE(info);
@@ -1199,7 +1246,7 @@ TEST_F(address_client_test, close_releases_every_thread_and_socket) {
     std::error_code ec;
     client->send(peer_.address(), make_request(1), ec);
     client->send(other.address(), make_request(2), ec);
-    client->send(refused_address(), make_request(3), ec);
+    client->send(refused_address(), make_request(3), 100ms, ec);
     EXPECT_GT(entries_in("/proc/self/task"), threads);
     client->close();
     EXPECT_EQ(entries_in("/proc/self/task"), threads);  // joined

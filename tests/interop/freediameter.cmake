@@ -44,6 +44,11 @@ target_link_libraries(freediameter_address_client_test PRIVATE diampool::diampoo
                                                                GTest::gtest_main)
 target_compile_options(freediameter_address_client_test PRIVATE -Wall -Wextra)
 
+# Captured and decoded like freediameter_connection: a run carries ~12,500 Diameter messages
+# (three cases of ~4,000 each); at least 10,000, none malformed.
 add_test(NAME freediameter_address_client
-         COMMAND bash ${DIAMPOOL_FD_RUN} -- $<TARGET_FILE:freediameter_address_client_test>)
+         COMMAND bash ${DIAMPOOL_FD_RUN} --
+                 bash ${CMAKE_CURRENT_SOURCE_DIR}/freediameter/capture.sh 10000
+                 $<TARGET_FILE:freediameter_address_client_test>)
 set_tests_properties(freediameter_address_client PROPERTIES LABELS interop TIMEOUT 240)
+

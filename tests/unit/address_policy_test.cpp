@@ -39,6 +39,14 @@ TEST(address_policy, a_new_or_idle_address_is_established_by_the_first_request) 
   EXPECT_EQ(admit(address_snapshot{}, t0, t0 + 1s), admission::establish);
 }
 
+TEST(address_policy, an_idle_address_waits_for_its_closing_connection_before_dialling) {
+  address_snapshot a;
+  a.draining = 1;  // e.g. closed for idleness, its DPR/DPA under way
+  EXPECT_EQ(admit(a, t0, t0 + 1s), admission::wait);
+  a.draining = 0;
+  EXPECT_EQ(admit(a, t0, t0 + 1s), admission::establish);
+}
+
 TEST(address_policy, requests_wait_for_an_establishment_under_way) {
   address_snapshot a;
   a.phase = address_phase::establishing;
