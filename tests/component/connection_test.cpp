@@ -20,6 +20,7 @@
 
 #include "diampool/builder.hpp"
 #include "diampool/embedded_peer.hpp"
+#include "test_support.hpp"
 
 namespace diampool {
 namespace {
@@ -27,6 +28,8 @@ namespace {
 using namespace std::chrono_literals;
 using bytes = std::vector<std::uint8_t>;
 using clock = std::chrono::steady_clock;
+using test::make_request;
+using test::view;
 
 connection_config test_config() {
   connection_config c;
@@ -36,29 +39,6 @@ connection_config test_config() {
   c.peer.cer_timeout = 2s;
   c.dial_timeout = 2s;
   return c;
-}
-
-bytes make_request(std::uint32_t hbh, const std::string& session) {
-  message_header h;
-  h.flags = cmd_flags::request | cmd_flags::proxiable;
-  h.command_code = 272;
-  h.application_id = 4;
-  h.hop_by_hop = hbh;
-  bytes out;
-  message_builder b(out, h);
-  b.add_string(avp_code::session_id, session)
-      .add_string(avp_code::origin_host, "client.example.com")
-      .add_string(avp_code::origin_realm, "example.com")
-      .add_string(avp_code::destination_realm, "example.net");
-  b.finish();
-  return out;
-}
-
-message_view view(const bytes& b) {
-  std::error_code ec;
-  auto v = message_view::parse(b, ec);
-  EXPECT_FALSE(ec);
-  return v;
 }
 
 // An io_context with one thread, and an embedded peer.
@@ -257,42 +237,19 @@ TEST_F(connection_test, a_stop_token_cancels_a_synchronous_send) {
 }
 
 TEST_F(connection_test, refused_connection_fails_fast_with_a_connection_error) {
-  // A port bound but not listening: connects to it are refused, and while the socket is held
-  // no other process can take the port.
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  const std::string refused = "127.0.0.1:" + std::to_string(ntohs(a.sin_port));
+  const test::refused_port port;  // bound, not listening, held
+  const std::string& refused = port.address();
   auto conn = make();
   const auto ec = conn->connect(refused, in(5s));
   EXPECT_EQ(ec, std::errc::connection_refused);
   EXPECT_EQ(ec, condition::connection_failed);
   EXPECT_EQ(conn->state(), peer_state::failed);
   EXPECT_EQ(conn->stats().last_error, ec);
-  ::close(fd);
 }
 
 TEST_F(connection_test, a_dial_that_hangs_ends_at_dial_timeout) {
-  // A listener whose accept queue is full drops further SYNs: a black hole on loopback.
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-  ASSERT_EQ(::listen(fd, 0), 0);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  const std::string addr = "127.0.0.1:" + std::to_string(ntohs(a.sin_port));
-  std::vector<int> fillers;
-  for (int i = 0; i < 4; ++i) {  // fill the queue (never accepted)
-    const int c = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
-    ::connect(c, reinterpret_cast<sockaddr*>(&a), sizeof a);
-    fillers.push_back(c);
-  }
+  const test::black_hole hole;
+  const std::string& addr = hole.address();
   connection_config c = test_config();
   c.dial_timeout = 300ms;
   auto conn = make(c);
@@ -304,9 +261,6 @@ TEST_F(connection_test, a_dial_that_hangs_ends_at_dial_timeout) {
   EXPECT_TRUE(ec == error::connection_timeout || ec == error::handshake_failed) << ec.message();
   EXPECT_GE(took, 300ms);
   EXPECT_LT(took, 5s);
-  for (int f : fillers)
-    ::close(f);
-  ::close(fd);
 }
 
 TEST_F(connection_test, the_callers_deadline_bounds_the_handshake) {
