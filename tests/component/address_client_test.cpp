@@ -693,32 +693,35 @@ TEST_F(address_client_test, backoff_grows_between_failed_establishments) {
   const refused_port refused;
   const std::string& addr = refused.address();
   pool_config c = test_config();
-  c.reconnect_interval = 20ms;
+  c.reconnect_interval = 100ms;
   c.reconnect_backoff = 2.0;
-  c.max_reconnect_delay = 80ms;
+  c.max_reconnect_delay = 400ms;
   auto client = make(c);
   std::error_code ec;
-  std::vector<std::chrono::nanoseconds> gaps;
+  std::vector<std::chrono::nanoseconds> delays;  // from each failure to the next attempt
   for (int i = 0; i < 5; ++i) {
-    const auto before = clock::now();
-    // A deadline just past the next attempt: the send waits for that attempt, which fails,
-    // and the one after it comes too late for the send, which then fails with the refusal.
-    const auto info0 = client->connection(addr);
-    const steady_time next = info0 && info0->next_attempt ? *info0->next_attempt : before;
-    client->send(addr, make_request(1), std::max(next, before) + 5ms, ec);
-    EXPECT_EQ(ec, std::errc::connection_refused) << ec.message();
+    // A deadline 60 ms past the next attempt: the send waits for that attempt, which is
+    // refused, and the one after it (at least 100 ms later) is too late for it.
+    const auto before = client->connection(addr);
+    const steady_time next = before && before->next_attempt ? *before->next_attempt : clock::now();
+    client->send(addr, make_request(1), std::max(next, clock::now()) + 60ms, ec);
+    const auto failed_at = clock::now();
+    EXPECT_EQ(ec, std::errc::connection_refused) << i << ": " << ec.message();
     const auto info = client->connection(addr);
-    ASSERT_TRUE(info);
-    ASSERT_TRUE(info->next_attempt) << i << " " << to_string(info->state);
-    gaps.push_back(*info->next_attempt - before);
+    ASSERT_TRUE(info && info->next_attempt) << i;
+    delays.push_back(*info->next_attempt - failed_at);
   }
-  EXPECT_EQ(client->stats().pool.failed_establishments, 5U);
-  EXPECT_EQ(client->stats().pool.reconnect_attempts, 4U);
-  // 20, 40, 80, 80, 80 ms after each failure (no jitter): the capped exponential schedule.
-  const auto info = client->connection(addr);
-  EXPECT_EQ(info->consecutive_failures, 5U);
-  EXPECT_LE(gaps.back(), 80ms + 100ms);
-  EXPECT_GE(gaps.back(), 80ms);
+  const client_stats s = client->stats();
+  EXPECT_EQ(s.pool.failed_establishments, 5U);
+  EXPECT_EQ(s.pool.reconnect_attempts, 4U);
+  EXPECT_EQ(client->connection(addr)->consecutive_failures, 5U);
+  // 100, 200, 400, 400, 400 ms (no jitter): the capped exponential schedule, give or take the
+  // few milliseconds between the failure and the send's return.
+  const std::chrono::milliseconds expected[] = {100ms, 200ms, 400ms, 400ms, 400ms};
+  for (std::size_t i = 0; i < delays.size(); ++i) {
+    EXPECT_LE(delays[i], expected[i]) << i;
+    EXPECT_GE(delays[i], expected[i] - 50ms) << i;
+  }
 }
 
 TEST_F(address_client_test, do_not_want_to_talk_to_you_holds_the_address_back_for_the_cap) {
