@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -64,6 +65,32 @@ struct embedded_peer_faults {
   std::uint32_t duplicate_every_nth_answer = 0;
 };
 
+/// What happened to a client connection (see embedded_peer_options::on_event).
+enum class embedded_peer_event_kind : std::uint8_t {
+  accepted,               ///< A TCP connection was accepted.
+  capabilities_exchange,  ///< A CER arrived and was handled (answered or not).
+  disconnect_request,     ///< A DPR arrived and its DPA was queued.
+  closed,                 ///< The connection is closed, by either side, for any reason.
+};
+
+/// One connection event. Every connection reports `accepted` first and `closed` last.
+struct embedded_peer_event {
+  embedded_peer_event_kind kind = embedded_peer_event_kind::accepted;
+  /// Number of the connection, increasing in accept order (the same in all its events).
+  std::uint64_t connection = 0;
+  /// The client's address, "host:port" or "[v6-address]:port".
+  std::string remote_address;
+  /// The Origin-Host of the client's CER; empty until a CER arrived.
+  std::string origin_host;
+  /// capabilities_exchange: the Result-Code of the CEA sent; 0 when no CEA was sent
+  /// (faults::answer_cer false).
+  std::uint32_t result_code = 0;
+  /// disconnect_request: the DPR's Disconnect-Cause, when it carried one.
+  std::optional<std::int32_t> disconnect_cause;
+  /// closed: why, in words ("closed by the client", "malformed frame: ...", "peer stopping").
+  std::string reason;
+};
+
 /// Configuration of an embedded_peer, fixed at construction.
 struct embedded_peer_options {
   /// Where to listen: "host:port" or "[v6-address]:port"; port 0 picks an ephemeral port (see
@@ -97,6 +124,12 @@ struct embedded_peer_options {
   /// must not block and must not call the embedded_peer's blocking members (wait_for, the
   /// destructor). Exceptions it throws are ignored.
   std::function<void(const message_view&)> on_message;
+
+  /// Optional observer of connection events (accepted, CER, DPR, closed), called on the
+  /// connection's I/O thread under the same rules as on_message (concurrent calls when
+  /// threads > 1; no blocking; exceptions ignored). `closed` is reported before the counters
+  /// show the connection closed, also for the connections the destructor closes.
+  std::function<void(const embedded_peer_event&)> on_event;
 };
 
 /// Counters of an embedded_peer since construction. A snapshot: each counter is read

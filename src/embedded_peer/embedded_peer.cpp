@@ -79,6 +79,13 @@ ip_address to_ip_address(const asio::ip::address& a) {
   return ip_address::v4(a.to_v4().to_bytes());
 }
 
+std::string endpoint_text(const tcp::endpoint& ep) {
+  const auto a = ep.address();
+  const std::string port_text = std::to_string(ep.port());
+  if (a.is_v6()) return "[" + a.to_string() + "]:" + port_text;
+  return a.to_string() + ":" + port_text;
+}
+
 [[noreturn]] void throw_bad_listen(const std::string& listen, const char* why) {
   throw std::system_error(std::make_error_code(std::errc::invalid_argument),
                           "embedded_peer: listen address \"" + listen + "\": " + why);
@@ -194,11 +201,16 @@ class embedded_peer::impl::connection : public std::enable_shared_from_this<conn
   asio::any_io_executor executor() { return socket_.get_executor(); }
 
   void start() {
+    std::error_code ec;
+    if (peer_.options().on_event) {
+      const auto remote = socket_.remote_endpoint(ec);
+      if (!ec) remote_address_ = endpoint_text(remote);
+      emit(embedded_peer_event_kind::accepted, [](embedded_peer_event&) {});
+    }
     if (peer_.stopping()) {
-      close();
+      close("peer stopping");
       return;
     }
-    std::error_code ec;
     socket_.set_option(tcp::no_delay(true), ec);
     const auto local = socket_.local_endpoint(ec);
     if (!ec) local_address_ = to_ip_address(local.address());
@@ -268,10 +280,12 @@ class embedded_peer::impl::connection : public std::enable_shared_from_this<conn
   }
 
   /// Abrupt close: unwritten output and delayed answers are discarded.
-  void close() {
+  void close(std::string_view reason) {
     if (closed_) return;
     closed_ = true;
     const auto keep_alive = shared_from_this();  // the registry may hold the last reference
+    emit(embedded_peer_event_kind::closed,
+         [reason](embedded_peer_event& e) { e.reason = std::string(reason); });
     std::error_code ignored;
     socket_.close(ignored);
     delay_timer_.cancel();
@@ -291,6 +305,24 @@ class embedded_peer::impl::connection : public std::enable_shared_from_this<conn
   };
 
   bool usable() const noexcept { return open_ && !closed_ && !draining_; }
+
+  // Reports a connection event to options().on_event, if set; `fill` adds what is specific.
+  template <typename F>
+  void emit(embedded_peer_event_kind kind, F&& fill) {
+    const auto& observer = peer_.options().on_event;
+    if (!observer) return;
+    try {
+      embedded_peer_event e;
+      e.kind = kind;
+      e.connection = id_;
+      e.remote_address = remote_address_;
+      e.origin_host = client_host_;
+      fill(e);
+      observer(e);
+    } catch (...) {
+      // The observer's problem, not the connection's.
+    }
+  }
 
   message_header request_header(std::uint32_t command_code, std::uint32_t application_id,
                                 std::uint8_t extra_flags) noexcept {
@@ -339,7 +371,8 @@ class embedded_peer::impl::connection : public std::enable_shared_from_this<conn
     reading_ = false;
     if (closed_) return;
     if (ec) {
-      close();  // EOF or error
+      close(ec == asio::error::eof ? std::string("closed by the client")
+                                   : "read failed: " + ec.message());
       return;
     }
     bump(stats_.bytes_received, n);
@@ -349,7 +382,7 @@ class embedded_peer::impl::connection : public std::enable_shared_from_this<conn
       const auto r = decoder_.put(rest, ec);
       if (r.status == decode_status::error) {
         bump(stats_.malformed);
-        close();
+        close("malformed frame: " + ec.message());
         return;
       }
       rest = rest.subspan(r.consumed);
@@ -374,7 +407,7 @@ class embedded_peer::impl::connection : public std::enable_shared_from_this<conn
     }
     if (faults_.close_after_messages != 0 && messages_ >= faults_.close_after_messages) {
       bump(stats_.closed_after_messages);
-      drain_and_close();
+      drain_and_close("close_after_messages fault");
       return;
     }
     const message_header& h = msg.header();
@@ -388,7 +421,7 @@ class embedded_peer::impl::connection : public std::enable_shared_from_this<conn
     }
     if (!open_) {
       bump(stats_.unexpected_before_cea);
-      close();
+      close("request before the capabilities exchange");
       return;
     }
     switch (h.command_code) {
@@ -403,6 +436,13 @@ class embedded_peer::impl::connection : public std::enable_shared_from_this<conn
         bump(stats_.dprs);
         base_answer(h, result_code::success);
         bump(stats_.dpas_sent);
+        emit(embedded_peer_event_kind::disconnect_request, [&msg](embedded_peer_event& e) {
+          std::error_code ignored;
+          if (auto cause = msg.find(avp_code::disconnect_cause)) {
+            const std::int32_t v = cause->as_integer32(ignored);
+            if (!ignored) e.disconnect_cause = v;
+          }
+        });
         start_linger();
         break;
       default:
@@ -418,7 +458,7 @@ class embedded_peer::impl::connection : public std::enable_shared_from_this<conn
         break;
       case command::disconnect_peer:
         bump(stats_.dpas_received);
-        if (dpr_sent_) drain_and_close();
+        if (dpr_sent_) drain_and_close("DPA received");
         break;
       default:
         bump(stats_.answers_received);
@@ -428,7 +468,11 @@ class embedded_peer::impl::connection : public std::enable_shared_from_this<conn
 
   void handle_cer(const message_view& msg) {
     bump(stats_.cers);
-    if (!faults_.answer_cer) return;
+    if (auto host = msg.find(avp_code::origin_host)) client_host_ = host->as_string();
+    if (!faults_.answer_cer) {
+      emit(embedded_peer_event_kind::capabilities_exchange, [](embedded_peer_event&) {});
+      return;
+    }
     if (auto realm = msg.find(avp_code::origin_realm)) client_realm_ = realm->as_string();
     const std::uint32_t rc = faults_.cea_result_code;
     const auto& o = peer_.options();
@@ -452,12 +496,15 @@ class embedded_peer::impl::connection : public std::enable_shared_from_this<conn
     if (o.auth_application_ids.empty() && o.acct_application_ids.empty()) {
       b.add_unsigned32(avp_code::auth_application_id, application::relay);
     }
-    if (!finish(b, out_, start)) return;
+    const bool sent = finish(b, out_, start);
+    emit(embedded_peer_event_kind::capabilities_exchange,
+         [rc, sent](embedded_peer_event& e) { e.result_code = sent ? rc : 0; });
+    if (!sent) return;
     bump(stats_.ceas_sent);
     if (rc == result_code::success) {
       open_ = true;
     } else {
-      drain_and_close();
+      drain_and_close("CEA Result-Code " + std::to_string(rc) + " sent");
     }
   }
 
@@ -573,16 +620,17 @@ class embedded_peer::impl::connection : public std::enable_shared_from_this<conn
   void start_linger() {
     linger_timer_.expires_after(dpa_linger);
     linger_timer_.async_wait([self = shared_from_this()](std::error_code ec) {
-      if (!ec) self->close();
+      if (!ec) self->close("the client did not close within 1 s of the DPA");
     });
   }
 
   // Stop handling input, write what is queued, then close.
-  void drain_and_close() {
+  void drain_and_close(std::string reason) {
     draining_ = true;
+    drain_reason_ = std::move(reason);
     delay_timer_.cancel();
     delayed_.clear();
-    if (!write_in_flight_ && out_.empty()) close();
+    if (!write_in_flight_ && out_.empty()) close(drain_reason_);
   }
 
   void flush() {
@@ -598,7 +646,7 @@ class embedded_peer::impl::connection : public std::enable_shared_from_this<conn
     write_in_flight_ = false;
     if (closed_) return;
     if (ec) {
-      close();
+      close("write failed: " + ec.message());
       return;
     }
     bump(stats_.bytes_sent, n);
@@ -606,7 +654,7 @@ class embedded_peer::impl::connection : public std::enable_shared_from_this<conn
     if (!out_.empty()) {
       flush();
     } else if (draining_) {
-      close();
+      close(drain_reason_);
       return;
     }
     start_read();  // may have been paused by backpressure
@@ -628,6 +676,9 @@ class embedded_peer::impl::connection : public std::enable_shared_from_this<conn
   embedded_peer_faults faults_;
   std::uint64_t faults_version_ = 0;
   ip_address local_address_;
+  std::string remote_address_;  // for on_event
+  std::string client_host_;     // Origin-Host of the CER, for on_event
+  std::string drain_reason_;    // why drain_and_close() was called
   std::string client_realm_;
   std::uint64_t messages_ = 0;
   std::uint64_t app_requests_ = 0;
@@ -708,7 +759,7 @@ embedded_peer::impl::~impl() {
     acceptor_.close(ignored);
     accept_retry_.cancel();
   });
-  for_each_connection([](impl::connection& c) { c.close(); });
+  for_each_connection([](impl::connection& c) { c.close("peer stopping"); });
   for (auto& w : workers_) {
     w->guard.reset();
   }
@@ -794,10 +845,7 @@ bool embedded_peer::impl::wait_for(const std::function<bool(const embedded_peer_
 }
 
 std::string embedded_peer::impl::address() const {
-  const auto a = endpoint_.address();
-  const std::string port_text = std::to_string(endpoint_.port());
-  if (a.is_v6()) return "[" + a.to_string() + "]:" + port_text;
-  return a.to_string() + ":" + port_text;
+  return endpoint_text(endpoint_);
 }
 
 embedded_peer_stats embedded_peer::impl::stats() const {
@@ -888,7 +936,7 @@ void embedded_peer::write_raw(std::vector<std::uint8_t> bytes) {
 }
 
 void embedded_peer::close_all() {
-  impl_->for_each_connection([](impl::connection& c) { c.close(); });
+  impl_->for_each_connection([](impl::connection& c) { c.close("close_all()"); });
 }
 
 void embedded_peer::stop_listening() {

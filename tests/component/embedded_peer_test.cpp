@@ -13,6 +13,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <stdexcept>
@@ -973,6 +974,82 @@ TEST(EmbeddedPeerLifetime, ObserverSeesEveryMessage) {
   ASSERT_TRUE(c->read_message());
   EXPECT_EQ(cers.load(), 1);
   EXPECT_EQ(requests.load(), 1);
+}
+
+// Collects on_event calls (they come from the I/O threads).
+struct event_log {
+  std::mutex mutex;
+  std::vector<embedded_peer_event> events;
+  std::function<void(const embedded_peer_event&)> observer() {
+    return [this](const embedded_peer_event& e) {
+      std::lock_guard lk(mutex);
+      events.push_back(e);
+    };
+  }
+  std::vector<embedded_peer_event> snapshot() {
+    std::lock_guard lk(mutex);
+    return events;
+  }
+};
+
+std::string local_address_of(const client& c) {
+  sockaddr_in a{};
+  socklen_t len = sizeof a;
+  if (::getsockname(c.fd(), reinterpret_cast<sockaddr*>(&a), &len) != 0) return "?";
+  return "127.0.0.1:" + std::to_string(ntohs(a.sin_port));
+}
+
+TEST(EmbeddedPeerLifetime, EventsTellAConnectionsLife) {
+  event_log log;
+  embedded_peer peer({.on_event = log.observer()});
+  auto c = connected(peer);
+  const std::string remote = local_address_of(*c);
+  c->send(make_base_request(command::disconnect_peer, 9, disconnect_cause::busy));
+  ASSERT_TRUE(c->read_message());
+  c->close();
+  // `closed` is reported before the counters show it.
+  ASSERT_TRUE(wait(peer, [](const auto& s) { return s.connections_closed == 1; }));
+  const auto events = log.snapshot();
+  ASSERT_EQ(events.size(), 4U);
+  EXPECT_EQ(events[0].kind, embedded_peer_event_kind::accepted);
+  EXPECT_EQ(events[0].origin_host, "");
+  EXPECT_EQ(events[1].kind, embedded_peer_event_kind::capabilities_exchange);
+  EXPECT_EQ(events[1].result_code, result_code::success);
+  EXPECT_EQ(events[2].kind, embedded_peer_event_kind::disconnect_request);
+  EXPECT_EQ(events[2].disconnect_cause, disconnect_cause::busy);
+  EXPECT_EQ(events[3].kind, embedded_peer_event_kind::closed);
+  EXPECT_EQ(events[3].reason, "closed by the client");
+  for (const auto& e : events) {
+    EXPECT_EQ(e.connection, events[0].connection);
+    EXPECT_EQ(e.remote_address, remote);
+  }
+  for (std::size_t i = 1; i < events.size(); ++i)
+    EXPECT_EQ(events[i].origin_host, "client.example.com");
+}
+
+TEST(EmbeddedPeerLifetime, EventsForARefusedCerAndForTheDestructor) {
+  event_log log;
+  auto peer = std::make_unique<embedded_peer>(embedded_peer_options{
+      .faults = {.cea_result_code = result_code::unable_to_comply}, .on_event = log.observer()});
+  client refused(*peer);
+  const bytes cea = refused.handshake();
+  ASSERT_FALSE(cea.empty());
+  EXPECT_EQ(refused.wait_closed(), io_status::eof);
+  ASSERT_TRUE(wait(*peer, [](const auto& s) { return s.connections_closed == 1; }));
+  client idle(*peer);  // no CER: closed by the destructor
+  ASSERT_TRUE(wait(*peer, [](const auto& s) { return s.connections_accepted == 2; }));
+  peer.reset();
+  const auto events = log.snapshot();
+  ASSERT_EQ(events.size(), 5U);
+  EXPECT_EQ(events[1].kind, embedded_peer_event_kind::capabilities_exchange);
+  EXPECT_EQ(events[1].result_code, result_code::unable_to_comply);
+  EXPECT_EQ(events[2].kind, embedded_peer_event_kind::closed);
+  EXPECT_EQ(events[2].reason, "CEA Result-Code 5012 sent");
+  EXPECT_EQ(events[3].kind, embedded_peer_event_kind::accepted);
+  EXPECT_NE(events[3].connection, events[0].connection);
+  EXPECT_EQ(events[4].kind, embedded_peer_event_kind::closed);
+  EXPECT_EQ(events[4].reason, "peer stopping");
+  EXPECT_EQ(events[4].origin_host, "");
 }
 
 TEST(EmbeddedPeerLifetime, DestructionWithOpenConnectionsIsPrompt) {
