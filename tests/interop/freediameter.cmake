@@ -52,3 +52,12 @@ add_test(NAME freediameter_address_client
                  $<TARGET_FILE:freediameter_address_client_test>)
 set_tests_properties(freediameter_address_client PROPERTIES LABELS interop TIMEOUT 240)
 
+# `diampool send` against freeDiameter: a 3002 answer (exit 3, as text and JSON) and a CEA 3010
+# for an Origin-Host outside the allow-list (exit 4).
+if(TARGET diampool_cli)
+  add_test(NAME freediameter_cli_send
+           COMMAND bash ${DIAMPOOL_FD_RUN} --
+                   bash ${CMAKE_CURRENT_SOURCE_DIR}/freediameter/cli_send.sh
+                   $<TARGET_FILE:diampool_cli>)
+  set_tests_properties(freediameter_cli_send PROPERTIES LABELS interop TIMEOUT 120)
+endif()
