@@ -119,6 +119,13 @@ done
 # Not a terminal: no progress line on stderr.
 [ ! -s "$work/text.err" ] || fail "stderr not empty without a terminal: $(cat "$work/text.err")"
 
+# 6b. Options from a --config TOML file: top-level keys for the common options, a [bench]
+# table for the subcommand's own.
+printf 'log-level = "off"\n[bench]\nrequests = 3000\ninflight = 8\njson = true\n' > "$work/bench.toml"
+timeout 120 "$diampool" --config "$work/bench.toml" bench > "$work/config.json" ||
+  fail "bench with --config exited $?"
+json_check "$work/config.json" 'j["answers"] == 3000' 'j["inflight"] == 8'
+
 # 7. Bad arguments: exit 2 and a message naming the problem, before anything starts.
 expect 2 "bad address 'host'" -- "$diampool" bench --to host
 expect 2 "bad address '127.0.0.1:70000'" -- "$diampool" bench --to 127.0.0.1:70000
