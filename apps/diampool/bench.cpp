@@ -48,6 +48,7 @@
 #include "diampool/embedded_peer.hpp"
 #include "diampool/histogram.hpp"
 #include "diampool/message.hpp"
+#include "json.hpp"
 #include "metrics.hpp"
 
 namespace diampool::cli {
@@ -823,38 +824,6 @@ struct report {
 
 double per_request_us(double cpu, std::uint64_t requests) {
   return requests == 0 ? 0.0 : cpu * 1e6 / static_cast<double>(requests);
-}
-
-std::string json_string(std::string_view s) {
-  std::string out = "\"";
-  for (const char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned>(c));
-          out += buf;
-        } else {
-          out += c;
-        }
-    }
-  }
-  return out + "\"";
 }
 
 std::string num(double v, int decimals = 3) {

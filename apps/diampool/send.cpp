@@ -31,6 +31,7 @@
 #include "diampool/codes.hpp"
 #include "diampool/dictionary.hpp"
 #include "diampool/print.hpp"
+#include "json.hpp"
 #include "metrics.hpp"
 
 namespace diampool::cli {
@@ -581,60 +582,6 @@ request_plan plan_request(const send_options& o) {
 }
 
 // ---- JSON ---------------------------------------------------------------------------------
-
-// Appends `s` as a JSON string. Valid UTF-8 passes through; control characters, quotes and
-// backslashes are escaped; each byte of an invalid UTF-8 sequence becomes U+FFFD.
-void append_json_string(std::string& out, std::string_view s) {
-  out += '"';
-  std::size_t i = 0;
-  while (i < s.size()) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    if (c < 0x80) {
-      switch (c) {
-        case '"':
-          out += "\\\"";
-          break;
-        case '\\':
-          out += "\\\\";
-          break;
-        case '\b':
-          out += "\\b";
-          break;
-        case '\f':
-          out += "\\f";
-          break;
-        case '\n':
-          out += "\\n";
-          break;
-        case '\r':
-          out += "\\r";
-          break;
-        case '\t':
-          out += "\\t";
-          break;
-        default:
-          if (c < 0x20) {
-            char buf[8];
-            std::snprintf(buf, sizeof buf, "\\u%04x", c);
-            out += buf;
-          } else {
-            out += static_cast<char>(c);
-          }
-      }
-      ++i;
-      continue;
-    }
-    const std::size_t len = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
-    if (len > 1 && i + len <= s.size() && is_valid_utf8(s.substr(i, len))) {
-      out.append(s.substr(i, len));
-      i += len;
-    } else {
-      out += "\\ufffd";
-      ++i;
-    }
-  }
-  out += '"';
-}
 
 void append_json_number(std::string& out, double v, const char* format) {
   if (!std::isfinite(v)) {
