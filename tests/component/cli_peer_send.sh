@@ -185,6 +185,26 @@ expect 2 "--cmd is required" -- "${send[@]}" --to "${addr[ok]}" --app 4
 expect 2 "--app 'four'" -- "${send[@]}" --to "${addr[ok]}" --app four --cmd 272
 expect 2 "--timeout '-1'" -- "${send[@]}" "${to[@]}" --timeout -1
 
+# ---- --metrics-listen: the peer's counters scraped over HTTP in the Prometheus format ----------
+
+start_peer metered --metrics-listen 127.0.0.1:0
+read_address metered
+if wait_for_line "$work/metered.out" "^metrics on http://"; then
+  url=$(sed -n 's/^metrics on //p' "$work/metered.out" | head -n 1)
+  "${send[@]}" --to "${addr[metered]}" --app 4 --cmd 272 --origin-host cli-metrics.example.com \
+    > /dev/null 2>&1 || fail "send to the metered peer exited $?"
+  scrape=$(python3 -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())' "$url") ||
+    fail "no answer from $url"
+  grep -q '^# TYPE diampool_peer_requests_total counter$' <<< "$scrape" ||
+    fail "no diampool_peer_requests_total family in: $scrape"
+  grep -q '^diampool_peer_requests_total 1$' <<< "$scrape" ||
+    fail "the metered peer does not count the request: $(grep requests <<< "$scrape")"
+  grep -q '^diampool_peer_cers_total 1$' <<< "$scrape" || fail "no CER counted"
+else
+  fail "the metered peer printed no 'metrics on' line: $(cat "$work/metered.out" "$work/metered.err")"
+fi
+stop_pid "${pid[metered]}" TERM
+
 # ---- bad peer options -------------------------------------------------------------------------
 
 expect 2 "invalid --listen address '127.0.0.1'" -- "$diampool" peer --listen 127.0.0.1
