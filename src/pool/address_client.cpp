@@ -1213,8 +1213,10 @@ std::error_code address_client::send_and_forget(std::string_view address,
     std::string port;
     if (split_address(address, host, port)) return error::invalid_address;
   }
-  auto handler = [p = impl_.get(), a = std::string(address)](std::error_code e,
-                                                             std::vector<std::uint8_t>) {
+  // Holds the client's state: on an application's executor the completion may run after
+  // close() has returned.
+  auto handler = [p = impl_, a = std::string(address)](std::error_code e,
+                                                       std::vector<std::uint8_t>) {
     if (e) {
       p->log_event(log_level::debug, "fire-and-forget request failed",
                    {{"address", a}, {"error", e.message()}});
