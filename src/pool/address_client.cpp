@@ -224,8 +224,8 @@ struct pool_entry : std::enable_shared_from_this<pool_entry> {
 
   const pool_config& cfg() const { return pool->cfg; }
 
-  void touch() noexcept {
-    last_activity.store(clock::now().time_since_epoch().count(), std::memory_order_relaxed);
+  void touch(steady_time now = clock::now()) noexcept {
+    last_activity.store(now.time_since_epoch().count(), std::memory_order_relaxed);
   }
   steady_time last_active() const noexcept {
     return steady_time(clock::duration(last_activity.load(std::memory_order_relaxed)));
@@ -322,9 +322,9 @@ struct pool_entry : std::enable_shared_from_this<pool_entry> {
       return;
     }
     if (!ec) {
-      touch();
-      const auto us =
-          std::chrono::duration_cast<std::chrono::microseconds>(clock::now() - r->started);
+      const steady_time now = clock::now();  // one clock read per answer, for both uses
+      touch(now);
+      const auto us = std::chrono::duration_cast<std::chrono::microseconds>(now - r->started);
       latency.record(static_cast<std::uint64_t>(std::max<std::int64_t>(us.count(), 0)));
     }
     pool->finish(std::move(r), ec, std::move(answer));
