@@ -46,6 +46,7 @@ struct peer_options {
   std::uint32_t duplicate_every = 0;
   std::uint64_t close_after = 0;
   bool stop_reading = false;
+  std::uint64_t trickle_ms = 0;
   std::vector<std::uint32_t> echo_avps;
   // shutdown
   unsigned dpr_wait_ms = 2000;
@@ -146,6 +147,7 @@ embedded_peer_faults faults_of(const peer_options& o) {
   f.duplicate_every_nth_answer = o.duplicate_every;
   f.close_after_messages = o.close_after;
   f.stop_reading = o.stop_reading;
+  f.trickle_interval = std::chrono::milliseconds(o.trickle_ms);
   f.echo_avps = o.echo_avps;
   return f;
 }
@@ -294,6 +296,9 @@ void add_peer(CLI::App& app, const common_options& common, int& exit_code) {
       ->capture_default_str();
   cmd->add_flag("--stop-reading", o->stop_reading,
                 "Do not read from the sockets at all (the clients' writes block)");
+  cmd->add_option("--trickle-ms", o->trickle_ms,
+                  "Write everything one byte at a time, this many ms apart (a slow peer; 0: off)")
+      ->capture_default_str();
   cmd->add_option("--echo-avp", o->echo_avps,
                   "Copy the request's top-level AVPs with this code into its answer (repeatable)")
       ->allow_extra_args(false);

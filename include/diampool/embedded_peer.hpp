@@ -63,6 +63,11 @@ struct embedded_peer_faults {
   /// 0: none. N: the answers to the Nth, 2Nth, ... application requests of a connection are
   /// written twice (same identifiers), like a duplicate from a confused peer.
   std::uint32_t duplicate_every_nth_answer = 0;
+
+  /// 0: off. Otherwise a slow writer ("slowloris"): everything the peer writes (CEA, DWA,
+  /// answers, write_raw bytes) goes out one byte at a time, this long apart. Reading is not
+  /// slowed. Setting it back to 0 writes the rest at once.
+  std::chrono::microseconds trickle_interval{0};
 };
 
 /// What happened to a client connection (see embedded_peer_options::on_event).

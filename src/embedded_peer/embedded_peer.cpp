@@ -188,6 +188,7 @@ class embedded_peer::impl::connection : public std::enable_shared_from_this<conn
         socket_(w.io),
         delay_timer_(w.io),
         linger_timer_(w.io),
+        trickle_timer_(w.io),
         read_buf_(read_buffer_size),
         decoder_(peer.options().max_message_size) {
     std::random_device rd;
@@ -290,6 +291,7 @@ class embedded_peer::impl::connection : public std::enable_shared_from_this<conn
     socket_.close(ignored);
     delay_timer_.cancel();
     linger_timer_.cancel();
+    trickle_timer_.cancel();
     delayed_.clear();
     spare_.clear();
     bump(stats_.connections_closed);
@@ -636,20 +638,39 @@ class embedded_peer::impl::connection : public std::enable_shared_from_this<conn
   void flush() {
     if (write_in_flight_ || out_.empty() || closed_) return;
     std::swap(out_, writing_);
+    written_ = 0;
     write_in_flight_ = true;
+    write_next();
+  }
+
+  // Writes the rest of writing_, or its next byte when trickling.
+  void write_next() {
+    const std::size_t len = faults_.trickle_interval.count() > 0 ? 1 : writing_.size() - written_;
     asio::async_write(
-        socket_, asio::buffer(writing_),
+        socket_, asio::buffer(writing_.data() + written_, len),
         [self = shared_from_this()](std::error_code ec, std::size_t n) { self->on_write(ec, n); });
   }
 
   void on_write(std::error_code ec, std::size_t n) {
-    write_in_flight_ = false;
-    if (closed_) return;
+    if (closed_) {
+      write_in_flight_ = false;
+      return;
+    }
     if (ec) {
+      write_in_flight_ = false;
       close("write failed: " + ec.message());
       return;
     }
     bump(stats_.bytes_sent, n);
+    written_ += n;
+    if (written_ < writing_.size()) {  // trickling: the next byte after the interval
+      trickle_timer_.expires_after(faults_.trickle_interval);
+      trickle_timer_.async_wait([self = shared_from_this()](std::error_code) {
+        if (!self->closed_) self->write_next();
+      });
+      return;
+    }
+    write_in_flight_ = false;
     writing_.clear();
     if (!out_.empty()) {
       flush();
@@ -667,10 +688,12 @@ class embedded_peer::impl::connection : public std::enable_shared_from_this<conn
   tcp::socket socket_;
   asio::steady_timer delay_timer_;
   asio::steady_timer linger_timer_;
+  asio::steady_timer trickle_timer_;  // between the bytes of a trickled write
   std::vector<std::uint8_t> read_buf_;
   frame_decoder decoder_;
   std::vector<std::uint8_t> out_;      // answers accumulating
   std::vector<std::uint8_t> writing_;  // the write in flight
+  std::size_t written_ = 0;            // bytes of writing_ already written
   std::deque<delayed_answer> delayed_;
   std::vector<std::vector<std::uint8_t>> spare_;  // recycled delayed-answer buffers
   embedded_peer_faults faults_;

@@ -719,6 +719,37 @@ TEST(EmbeddedPeerFaults, StopReadingBlocksTheWriterUntilResumed) {
   EXPECT_TRUE(wait(peer, [before](const auto& s) { return s.requests > before; }));
 }
 
+TEST(EmbeddedPeerFaults, TrickleWritesOneByteAtATime) {
+  embedded_peer peer;
+  auto c = connected(peer);
+  embedded_peer_faults f;
+  f.trickle_interval = 2ms;
+  peer.set_faults(f);
+  const std::uint64_t sent_before = peer.stats().bytes_sent;
+
+  const auto start = steady::now();
+  c->send(make_request(7));
+  const auto answer = c->read_message();
+  ASSERT_TRUE(answer);
+  EXPECT_EQ(view(*answer).header().hop_by_hop, 7U);
+  // n bytes one at a time, 2 ms apart: at least (n - 1) intervals (timers never fire early).
+  EXPECT_GE(steady::now() - start, (answer->size() - 1) * 2ms);
+  EXPECT_TRUE(
+      wait(peer, [&](const auto& s) { return s.bytes_sent == sent_before + answer->size(); }));
+
+  f.trickle_interval = 0ms;  // back to whole writes: a batch of answers arrives together
+  peer.set_faults(f);
+  bytes batch;
+  for (std::uint32_t i = 10; i < 20; ++i)
+    append_request(batch, i);
+  c->send(batch);
+  for (std::uint32_t i = 10; i < 20; ++i) {
+    const auto a = c->read_message();
+    ASSERT_TRUE(a);
+    EXPECT_EQ(view(*a).header().hop_by_hop, i);
+  }
+}
+
 TEST(EmbeddedPeerFaults, AnswerDelayDoesNotBlockTheReader) {
   embedded_peer peer({.faults = {.answer_delay = 150ms}});
   auto c = connected(peer);
