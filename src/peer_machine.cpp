@@ -507,6 +507,13 @@ void peer_machine::handle_answer(const message_view& msg) {
     events_.emplace_back(unmatched_answer{hbh, msg.header().command_code});
     return;
   }
+  if (it->second.command_code != msg.header().command_code ||
+      it->second.end_to_end != msg.header().end_to_end) {
+    // Not this request's answer, whatever its Hop-by-Hop id says: the request waits on.
+    counters_.unmatched_answers++;
+    events_.emplace_back(unmatched_answer{hbh, msg.header().command_code, true});
+    return;
+  }
   const pending_entry p = it->second;
   deadlines_.erase(p.deadline);
   hbh_of_request_.erase(p.request);
@@ -611,11 +618,16 @@ std::error_code peer_machine::send(steady_time /*now*/, std::uint64_t request,
   out_.insert(out_.end(), message.begin(), message.end());
   std::uint8_t* p = out_.data() + before;
   detail::store_u32(p + 12, hbh);
-  if (m.header().end_to_end == 0) detail::store_u32(p + 16, next_end_to_end());
+  std::uint32_t e2e = m.header().end_to_end;
+  if (e2e == 0) {
+    e2e = next_end_to_end();
+    detail::store_u32(p + 16, e2e);
+  }
   count_output(before);
   counters_.requests_sent++;
   const auto d = deadlines_.emplace(deadline, hbh);
-  pending_.emplace(hbh, pending_entry{request, m.header().hop_by_hop, d});
+  pending_.emplace(hbh,
+                   pending_entry{request, m.header().hop_by_hop, m.header().command_code, e2e, d});
   hbh_of_request_.emplace(request, hbh);
   return {};
 }

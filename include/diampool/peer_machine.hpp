@@ -151,10 +151,15 @@ struct request_failed {
 struct peer_request {
   std::vector<std::uint8_t> message;
 };
-/// An answer matched no pending request (late, duplicate, or unknown Hop-by-Hop id).
+/// An answer matched no pending request: late, duplicate, unknown Hop-by-Hop id, or a
+/// Hop-by-Hop id that is pending but with another Command-Code or End-to-End id (the request
+/// keeps waiting for its own answer).
 struct unmatched_answer {
   std::uint32_t hop_by_hop;
   std::uint32_t command_code;
+  /// True when the Hop-by-Hop id belonged to a pending request whose Command-Code or
+  /// End-to-End id differs from the answer's.
+  bool conflicting = false;
 };
 /// The driver must close the transport once the output is written. `reason` is empty for a
 /// clean close (DPR/DPA) and says what went wrong otherwise.
@@ -266,6 +271,8 @@ class peer_machine {
   struct pending_entry {
     std::uint64_t request = 0;
     std::uint32_t caller_hop_by_hop = 0;
+    std::uint32_t command_code = 0;  // an answer must carry the request's
+    std::uint32_t end_to_end = 0;    // ditto (RFC 6733 3: agents never change it)
     std::multimap<steady_time, std::uint32_t>::iterator deadline;
   };
 

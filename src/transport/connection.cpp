@@ -577,7 +577,11 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
     }
   }
   void handle(steady_time, unmatched_answer& e) {
-    log_event(log_level::debug, "unmatched answer",
+    // A late or duplicate answer is routine; one that claims a pending request's Hop-by-Hop
+    // id with another Command-Code or End-to-End id is a confused peer.
+    log_event(e.conflicting ? log_level::warn : log_level::debug,
+              e.conflicting ? "answer conflicts with its pending request, ignored"
+                            : "unmatched answer",
               {{"hop_by_hop", std::to_string(e.hop_by_hop)},
                {"command_code", std::to_string(e.command_code)}});
   }

@@ -833,6 +833,51 @@ void answers_for_unknown_hop_by_hop_ids(fault_matrix& m) {
   EXPECT_EQ(c.stats().pool.connections_created, 1U);
 }
 
+// Before every 4th request's real answer (delayed 30 ms), the peer writes an answer with that
+// request's Hop-by-Hop id but another Command-Code, or another End-to-End id and Session-Id.
+// Taking either for the answer would hand a caller someone else's answer.
+void answers_claiming_a_pending_hop_by_hop_id(fault_matrix& m) {
+  std::atomic<embedded_peer*> self{nullptr};
+  std::atomic<std::uint64_t> seen{0};
+  std::atomic<std::uint64_t> conflicting{0};
+  auto o = peer_options({.answer_delay = 30ms});
+  o.on_message = [&](const message_view& request) {
+    embedded_peer* peer = self.load();
+    if (peer == nullptr || !request.header().is_request() || request.header().command_code != 272)
+      return;
+    const std::uint64_t n = ++seen;
+    if (n % 4 != 0) return;
+    message_header h = request.header();
+    h.flags = 0;
+    if (n % 8 == 0)
+      h.command_code = 275;
+    else
+      h.end_to_end ^= 1;
+    bytes wrong;
+    message_builder b(wrong, h);
+    b.add_string(avp_code::session_id, "someone-else;" + std::to_string(n))
+        .add_unsigned32(avp_code::result_code, result_code::success)
+        .add_string(avp_code::origin_host, "peer.example.net")
+        .add_string(avp_code::origin_realm, "example.net");
+    b.finish();
+    peer->write_raw(std::move(wrong));
+    ++conflicting;
+  };
+  embedded_peer peer(o);
+  self = &peer;
+  auto& c = m.client();
+  auto& l = m.start_load({.addresses = {peer.address()}});
+  ASSERT_TRUE(l.wait_answers(1000));
+  if (m.interrupt(none())) return;
+  const summary s = m.finish(none());
+  EXPECT_EQ(s.answered, s.issued);
+  EXPECT_TRUE(test::eventually([&] {
+    return c.stats().pool.unmatched_answers == conflicting.load();
+  })) << c.stats().pool.unmatched_answers
+      << " unmatched, " << conflicting.load() << " written";
+  self = nullptr;
+}
+
 void ten_thousand_sends_to_a_thousand_unreachable_addresses(fault_matrix& m) {
   // A port held on every local address, so nothing listens on it anywhere on loopback.
   const int holder = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -897,6 +942,7 @@ const fault_case cases[] = {
     {"answer_after_the_deadline", answer_after_the_deadline},
     {"duplicate_answers", duplicate_answers},
     {"answers_for_unknown_hop_by_hop_ids", answers_for_unknown_hop_by_hop_ids},
+    {"answers_claiming_a_pending_hop_by_hop_id", answers_claiming_a_pending_hop_by_hop_id},
     {"ten_thousand_sends_to_a_thousand_unreachable_addresses",
      ten_thousand_sends_to_a_thousand_unreachable_addresses},
 };

@@ -6,6 +6,7 @@
 #include <set>
 
 #include "diampool/builder.hpp"
+#include "diampool/detail/endian.hpp"
 #include "diampool/error.hpp"
 
 namespace diampool {
@@ -637,6 +638,34 @@ TEST(peer_machine, a_duplicate_answer_is_unmatched) {
   h.feed(a);
   EXPECT_EQ(h.take<answer_received>().size(), 1U);
   EXPECT_EQ(h.take<unmatched_answer>().size(), 1U);
+}
+
+TEST(peer_machine, an_answer_with_a_pending_hop_by_hop_id_but_not_its_request_is_ignored) {
+  harness h;
+  h.open();
+  ASSERT_FALSE(h.m.send(h.now, 5, harness::request(272, 1, 0x1234), h.now + 1s));
+  const bytes sent = h.written_one();
+  // Same Hop-by-Hop id, another Command-Code; then another End-to-End id.
+  bytes other_command = harness::answer_for(sent, 2001);
+  detail::store_u32(other_command.data() + 4,
+                    (std::uint32_t{other_command[4]} << 24) | 275);  // flags kept, command 275
+  bytes other_e2e = harness::answer_for(sent, 2001);
+  detail::store_u32(other_e2e.data() + 16, 0x4321);
+  h.feed(other_command);
+  h.feed(other_e2e);
+  EXPECT_TRUE(h.take<answer_received>().empty());
+  const auto unmatched = h.take<unmatched_answer>();
+  ASSERT_EQ(unmatched.size(), 2U);
+  EXPECT_TRUE(unmatched[0].conflicting);
+  EXPECT_EQ(unmatched[0].command_code, 275U);
+  EXPECT_TRUE(unmatched[1].conflicting);
+  EXPECT_EQ(h.m.counters().unmatched_answers, 2U);
+  EXPECT_EQ(h.m.pending_requests(), 1U);  // still waiting for its own answer
+  h.feed(harness::answer_for(sent, 2001));
+  const auto answered = h.take<answer_received>();
+  ASSERT_EQ(answered.size(), 1U);
+  EXPECT_EQ(answered[0].request, 5U);
+  EXPECT_EQ(harness::view(answered[0].message).header().end_to_end, 0x1234U);
 }
 
 TEST(peer_machine, hop_by_hop_ids_stay_unique_across_wrap_around) {
