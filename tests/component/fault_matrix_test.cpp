@@ -164,6 +164,7 @@ struct summary {
   std::uint64_t mismatched = 0;  // an answer that is not the request's
   std::uint64_t late = 0;        // outcome later than deadline + slack
   ms worst_lateness{0};
+  std::vector<std::uint64_t> failed_by_address;        // index in load_options::addresses
   std::map<std::string, std::uint64_t> errors;         // by message
   std::map<std::string, std::error_code> error_codes;  // one of each
 };
@@ -172,6 +173,8 @@ std::ostream& operator<<(std::ostream& os, const summary& s) {
   os << "issued " << s.issued << ", answered " << s.answered << ", failed " << s.failed
      << ", missing " << s.missing << ", duplicated " << s.duplicated << ", mismatched "
      << s.mismatched << ", late " << s.late << " (worst " << s.worst_lateness.count() << " ms)";
+  for (std::size_t i = 0; i < s.failed_by_address.size(); ++i)
+    os << "; failed at address " << i << ": " << s.failed_by_address[i];
   for (const auto& [k, n] : s.errors)
     os << "; " << k << ": " << n;
   return os;
@@ -180,7 +183,10 @@ std::ostream& operator<<(std::ostream& os, const summary& s) {
 class load {
  public:
   load(address_client& client, load_options o)
-      : client_(client), o_(std::move(o)), records_(new record[o_.max_requests]) {
+      : client_(client),
+        o_(std::move(o)),
+        records_(new record[o_.max_requests]),
+        failed_by_address_(o_.addresses.size()) {
     thread_ = std::thread([this] { run(); });
   }
   ~load() { stop(); }
@@ -217,6 +223,7 @@ class load {
     s.worst_lateness = worst_lateness_;
     s.errors = errors_;
     s.error_codes = error_codes_;
+    s.failed_by_address = failed_by_address_;
     for (std::uint64_t i = 0; i < issued_; ++i) {
       if (records_[i].outcomes.load() == 0) ++s.missing;
     }
@@ -226,6 +233,7 @@ class load {
  private:
   struct record {
     std::string session;
+    std::size_t address = 0;
     clock::time_point deadline;
     std::atomic<unsigned> outcomes{0};
   };
@@ -251,12 +259,12 @@ class load {
       record& r = records_[seq];
       r.session = "fault-matrix;" + std::to_string(seq);
       r.deadline = clock::now() + o_.deadline;
+      r.address = next_address++ % o_.addresses.size();
       last_deadline_ = r.deadline;
       lk.unlock();
       const auto hbh = static_cast<std::uint32_t>(seq + 1);
       client_.async_send(
-          o_.addresses[next_address++ % o_.addresses.size()],
-          make_request(hbh, r.session, o_.padding), r.deadline,
+          o_.addresses[r.address], make_request(hbh, r.session, o_.padding), r.deadline,
           [this, seq, hbh](std::error_code ec, bytes answer) { outcome(seq, hbh, ec, answer); });
     }
   }
@@ -277,6 +285,7 @@ class load {
     }
     if (ec) {
       ++failed_;
+      ++failed_by_address_[r.address];
       pause_ = true;
       ++errors_[ec.message()];
       error_codes_.emplace(ec.message(), ec);
@@ -301,6 +310,7 @@ class load {
   std::uint64_t mismatched_ = 0;
   std::uint64_t late_ = 0;
   ms worst_lateness_{0};
+  std::vector<std::uint64_t> failed_by_address_;
   std::map<std::string, std::uint64_t> errors_;
   std::map<std::string, std::error_code> error_codes_;
   clock::time_point last_deadline_ = clock::now();
@@ -878,6 +888,35 @@ void answers_claiming_a_pending_hop_by_hop_id(fault_matrix& m) {
   self = nullptr;
 }
 
+// Two healthy peers, a stopped one and a black hole, in one pool and one load: the faults stay
+// with their addresses (no head-of-line blocking, no shared lock held across a dial).
+void faults_stay_with_their_addresses(fault_matrix& m) {
+  embedded_peer good0(peer_options());
+  embedded_peer good1(peer_options());
+  peer_process stopped;
+  test::black_hole hole;
+  auto& c = m.client();
+  auto& l = m.start_load(
+      {.addresses = {good0.address(), good1.address(), stopped.address(), hole.address()}});
+  ASSERT_TRUE(l.wait_answers(200));
+  stopped.signal(SIGSTOP);
+  ASSERT_TRUE(l.wait_errors(64));
+  ASSERT_TRUE(l.wait_answers(500)) << "the healthy addresses stalled";
+  if (m.interrupt(connection_trouble())) {
+    stopped.signal(SIGCONT);
+    return;
+  }
+  const summary s = m.finish(connection_trouble());
+  stopped.signal(SIGCONT);
+  EXPECT_EQ(s.failed_by_address[0], 0U) << s;
+  EXPECT_EQ(s.failed_by_address[1], 0U) << s;
+  EXPECT_GT(s.failed_by_address[2] + s.failed_by_address[3], 0U) << s;
+  EXPECT_EQ(c.connection(good0.address())->state, peer_state::open);
+  EXPECT_EQ(c.connection(good1.address())->state, peer_state::open);
+  EXPECT_EQ(good0.stats().connections_accepted, 1U);
+  EXPECT_EQ(good1.stats().connections_accepted, 1U);
+}
+
 void ten_thousand_sends_to_a_thousand_unreachable_addresses(fault_matrix& m) {
   // A port held on every local address, so nothing listens on it anywhere on loopback.
   const int holder = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -943,6 +982,7 @@ const fault_case cases[] = {
     {"duplicate_answers", duplicate_answers},
     {"answers_for_unknown_hop_by_hop_ids", answers_for_unknown_hop_by_hop_ids},
     {"answers_claiming_a_pending_hop_by_hop_id", answers_claiming_a_pending_hop_by_hop_id},
+    {"faults_stay_with_their_addresses", faults_stay_with_their_addresses},
     {"ten_thousand_sends_to_a_thousand_unreachable_addresses",
      ten_thousand_sends_to_a_thousand_unreachable_addresses},
 };
