@@ -20,6 +20,7 @@
 #include <asio/async_result.hpp>
 #include <asio/dispatch.hpp>
 #include <asio/execution/outstanding_work.hpp>
+#include <asio/io_context.hpp>
 #include <asio/post.hpp>
 #include <asio/prefer.hpp>
 #include <atomic>
@@ -32,6 +33,8 @@
 #include <stop_token>
 #include <string>
 #include <system_error>
+#include <type_traits>
+#include <typeinfo>
 #include <vector>
 
 #include "diampool/address.hpp"
@@ -106,29 +109,51 @@ class op_base {
 template <typename Handler, typename... Args>
 class op final : public op_base<Args...> {
  public:
+  // `io`: the executor of the object the operation runs on (a connection, a client). The
+  // handler's executor is told of outstanding work unless it is that same executor, which
+  // its owner keeps running anyway (and telling it would cost an allocation per operation).
   op(Handler&& h, const asio::any_io_executor& io)
-      : handler_(std::move(h)),
-        work_(asio::prefer(asio::get_associated_executor(handler_, io),
-                           asio::execution::outstanding_work.tracked)) {}
+      : handler_(std::move(h)), ex_(asio::get_associated_executor(handler_, io)) {
+    if constexpr (std::is_same_v<handler_executor, asio::any_io_executor>) {
+      if (ex_ == io) return;
+    }
+    work_.emplace(asio::prefer(ex_, asio::execution::outstanding_work.tracked));
+  }
 
   void complete(Args... args) override {
     auto slot = asio::get_associated_cancellation_slot(handler_);
     if (slot.is_connected()) slot.clear();
-    // The executor that tracks the handler's work lives until the dispatch is done.
-    auto ex = std::move(work_);
-    asio::dispatch(ex, [h = std::move(handler_), ... a = std::move(args)]() mutable {
+    auto run = [h = std::move(handler_), ... a = std::move(args)]() mutable {
       std::move(h)(std::move(a)...);
-    });
+    };
+    if (work_) {
+      // The executor that tracks the handler's work lives until the dispatch is done.
+      auto ex = std::move(*work_);
+      work_.reset();
+      asio::dispatch(ex, std::move(run));
+      return;
+    }
+    if constexpr (std::is_same_v<handler_executor, asio::any_io_executor>) {
+      // Through the concrete executor when it is an io_context's: asio 1.22 allocates for
+      // every dispatch through the polymorphic one. (Its target<T>() does not check the
+      // type: target_type() does.)
+      if (ex_.target_type() == typeid(asio::io_context::executor_type)) {
+        asio::dispatch(*ex_.template target<asio::io_context::executor_type>(), std::move(run));
+        return;
+      }
+    }
+    asio::dispatch(ex_, std::move(run));
   }
 
   Handler& handler() noexcept { return handler_; }
 
  private:
+  using handler_executor = asio::associated_executor_t<Handler, asio::any_io_executor>;
   using work_executor = std::decay_t<decltype(asio::prefer(
-      std::declval<asio::associated_executor_t<Handler, asio::any_io_executor>>(),
-      asio::execution::outstanding_work.tracked))>;
+      std::declval<handler_executor>(), asio::execution::outstanding_work.tracked))>;
   Handler handler_;
-  work_executor work_;  // keeps the handler's executor from running out of work
+  handler_executor ex_;
+  std::optional<work_executor> work_;  // keeps a foreign executor from running out of work
 };
 
 using connect_op = op_base<std::error_code>;

@@ -14,6 +14,8 @@
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <memory>
+#include <memory_resource>
 #include <optional>
 #include <random>
 #include <span>
@@ -273,7 +275,7 @@ class peer_machine {
     std::uint32_t caller_hop_by_hop = 0;
     std::uint32_t command_code = 0;  // an answer must carry the request's
     std::uint32_t end_to_end = 0;    // ditto (RFC 6733 3: agents never change it)
-    std::multimap<steady_time, std::uint32_t>::iterator deadline;
+    std::pmr::multimap<steady_time, std::uint32_t>::iterator deadline;
   };
 
   void set_state(peer_state s);
@@ -313,9 +315,14 @@ class peer_machine {
 
   std::uint32_t hbh_next_;
   std::uint32_t e2e_next_;
-  std::unordered_map<std::uint32_t, pending_entry> pending_;
-  std::unordered_map<std::uint64_t, std::uint32_t> hbh_of_request_;
-  std::multimap<steady_time, std::uint32_t> deadlines_;
+  // The nodes of the three request indexes come from a pool of their own, recycled request
+  // after request instead of taken from the heap (on the heap itself so that a moved machine
+  // keeps it).
+  std::unique_ptr<std::pmr::unsynchronized_pool_resource> nodes_ =
+      std::make_unique<std::pmr::unsynchronized_pool_resource>();
+  std::pmr::unordered_map<std::uint32_t, pending_entry> pending_{nodes_.get()};
+  std::pmr::unordered_map<std::uint64_t, std::uint32_t> hbh_of_request_{nodes_.get()};
+  std::pmr::multimap<steady_time, std::uint32_t> deadlines_{nodes_.get()};
   std::error_code pending_close_error_ = error::connection_closed;
 
   // Hop-by-Hop ids of our own CER, DWR and DPR (0 when none outstanding).

@@ -261,7 +261,7 @@ struct pool_entry : std::enable_shared_from_this<pool_entry> {
   // ---- requests (any thread) ----
 
   void submit(request_ptr r) {
-    touch();
+    touch(r->started);  // the send's own clock reading
     if (auto c = ready_connection()) {
       send_on(c, std::move(r));
       return;

@@ -11,6 +11,7 @@
 #include <asio/write.hpp>
 #include <deque>
 #include <future>
+#include <memory_resource>
 #include <mutex>
 #include <random>
 #include <unordered_map>
@@ -102,7 +103,9 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
   std::size_t in_write = 0;   // of those, in the write under way
   std::uint64_t socket_gen = 0;
 
-  std::unordered_map<std::uint64_t, std::unique_ptr<detail::send_op>> sends;
+  // Requests in the machine, by id; map nodes recycled through a pool of their own.
+  std::pmr::unsynchronized_pool_resource send_nodes;
+  std::pmr::unordered_map<std::uint64_t, std::unique_ptr<detail::send_op>> sends{&send_nodes};
   struct backlog_entry {
     std::uint64_t id;
     std::unique_ptr<detail::send_op> op;
@@ -124,6 +127,18 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
   std::error_code last_error;
   std::error_code connect_result;  // set when the connect must end with this error
   std::vector<peer_event> batch;   // events of one after_events() call (reused)
+  // Sends started by completions that after_events() runs (a caller sending its next request
+  // from the completion of the last): collected on the strand, without a post, and handed
+  // to the machine once the completions are done, so they leave in one write.
+  struct deferred_send {
+    std::unique_ptr<detail::send_op> op;
+    std::uint64_t id;
+    std::vector<std::uint8_t> request;
+    steady_time deadline;
+  };
+  bool collecting_sends = false;  // written on the strand only
+  std::vector<deferred_send> deferred;
+  std::vector<deferred_send> deferred_spare;
 
   template <typename F>
   auto on_strand(F&& f) {
@@ -510,10 +525,19 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
         }
       }
     }
+    collecting_sends = true;
     for (auto& ev : batch) {
       std::visit([&](auto& e) { handle(now, e); }, ev);
     }
+    collecting_sends = false;
     batch.clear();
+    if (!deferred.empty()) {
+      // A failing send completes at once and its caller may send again: that one is posted.
+      std::swap(deferred, deferred_spare);
+      for (auto& d : deferred_spare)
+        do_send(std::move(d.op), d.id, std::move(d.request), d.deadline);
+      deferred_spare.clear();
+    }
     if (opened) {
       log_event(log_level::info, "connection open", {{"peer", machine.peer().origin_host}});
       {
@@ -579,11 +603,11 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
   void handle(steady_time, unmatched_answer& e) {
     // A late or duplicate answer is routine; one that claims a pending request's Hop-by-Hop
     // id with another Command-Code or End-to-End id is a confused peer.
-    log_event(e.conflicting ? log_level::warn : log_level::debug,
-              e.conflicting ? "answer conflicts with its pending request, ignored"
-                            : "unmatched answer",
-              {{"hop_by_hop", std::to_string(e.hop_by_hop)},
-               {"command_code", std::to_string(e.command_code)}});
+    log_event(
+        e.conflicting ? log_level::warn : log_level::debug,
+        e.conflicting ? "answer conflicts with its pending request, ignored" : "unmatched answer",
+        {{"hop_by_hop", std::to_string(e.hop_by_hop)},
+         {"command_code", std::to_string(e.command_code)}});
   }
   void rearm() {
     steady_time next = machine.next_deadline().value_or(steady_time::max());
@@ -705,6 +729,12 @@ void connection::start_connect(std::unique_ptr<detail::connect_op> op, std::stri
 
 void connection::start_send(std::unique_ptr<detail::send_op> op, std::uint64_t id,
                             std::vector<std::uint8_t> request, steady_time deadline) {
+  // On the strand, inside a completion of this connection: collected, sent after the
+  // completions (running_in_this_thread() first: only the strand writes collecting_sends).
+  if (impl_->strand.running_in_this_thread() && impl_->collecting_sends) {
+    impl_->deferred.push_back({std::move(op), id, std::move(request), deadline});
+    return;
+  }
   asio::post(impl_->strand,
              [self = impl_, op = std::move(op), id, r = std::move(request), deadline]() mutable {
                self->do_send(std::move(op), id, std::move(r), deadline);
