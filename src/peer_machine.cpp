@@ -91,8 +91,13 @@ void peer_machine::set_state(peer_state s) {
 }
 
 peer_event peer_machine::next_event() {
-  peer_event e = std::move(events_.front());
-  events_.pop_front();
+  peer_event e = std::move(events_[events_head_++]);
+  if (events_head_ == events_.size()) {
+    events_.clear();
+    events_head_ = 0;
+    // A burst of answers grew it; an idle connection gives that back.
+    if (events_.capacity() > 16 && pending_.empty()) events_.shrink_to_fit();
+  }
   return e;
 }
 
@@ -515,9 +520,7 @@ void peer_machine::handle_answer(const message_view& msg) {
     return;
   }
   const pending_entry p = it->second;
-  deadlines_.erase(p.deadline);
-  hbh_of_request_.erase(p.request);
-  pending_.erase(it);
+  forget(it);
   counters_.answers_received++;
   const auto b = msg.bytes();
   answer_received a{p.request, {b.begin(), b.end()}};
@@ -547,8 +550,7 @@ void peer_machine::advance(steady_time now) {
     auto it = pending_.find(hbh);
     if (it == pending_.end()) continue;
     const std::uint64_t request = it->second.request;
-    hbh_of_request_.erase(request);
-    pending_.erase(it);
+    forget(it, true);
     counters_.requests_timed_out++;
     events_.emplace_back(request_failed{request, error::timed_out});
   }
@@ -625,20 +627,56 @@ std::error_code peer_machine::send(steady_time /*now*/, std::uint64_t request,
   }
   count_output(before);
   counters_.requests_sent++;
-  const auto d = deadlines_.emplace(deadline, hbh);
-  pending_.emplace(hbh,
-                   pending_entry{request, m.header().hop_by_hop, m.header().command_code, e2e, d});
-  hbh_of_request_.emplace(request, hbh);
+  std::multimap<steady_time, std::uint32_t>::iterator d;
+  if (spare_deadlines_.empty()) {
+    d = deadlines_.emplace(deadline, hbh);
+  } else {
+    auto& n = spare_deadlines_.back();
+    n.key() = deadline;
+    n.mapped() = hbh;
+    d = deadlines_.insert(std::move(n));
+    spare_deadlines_.pop_back();
+  }
+  const pending_entry entry{request, m.header().hop_by_hop, m.header().command_code, e2e, d};
+  if (spare_pending_.empty()) {
+    pending_.emplace(hbh, entry);
+  } else {
+    auto& n = spare_pending_.back();
+    n.key() = hbh;
+    n.mapped() = entry;
+    pending_.insert(std::move(n));
+    spare_pending_.pop_back();
+  }
+  if (spare_hbh_.empty()) {
+    hbh_of_request_.emplace(request, hbh);
+  } else {
+    auto& n = spare_hbh_.back();
+    n.key() = request;
+    n.mapped() = hbh;
+    hbh_of_request_.insert(std::move(n));
+    spare_hbh_.pop_back();
+  }
   return {};
+}
+
+void peer_machine::forget(decltype(pending_)::iterator it, bool deadline_erased) {
+  if (!deadline_erased) spare_deadlines_.push_back(deadlines_.extract(it->second.deadline));
+  spare_hbh_.push_back(hbh_of_request_.extract(it->second.request));
+  spare_pending_.push_back(pending_.extract(it));
+  if (pending_.empty()) {  // idle: nothing kept
+    spare_deadlines_.clear();
+    spare_deadlines_.shrink_to_fit();
+    spare_hbh_.clear();
+    spare_hbh_.shrink_to_fit();
+    spare_pending_.clear();
+    spare_pending_.shrink_to_fit();
+  }
 }
 
 bool peer_machine::cancel(std::uint64_t request) {
   auto it = hbh_of_request_.find(request);
   if (it == hbh_of_request_.end()) return false;
-  auto p = pending_.find(it->second);
-  deadlines_.erase(p->second.deadline);
-  pending_.erase(p);
-  hbh_of_request_.erase(it);
+  forget(pending_.find(it->second));
   counters_.requests_cancelled++;
   if (state_ == peer_state::closing && pending_.empty()) closing_progress(last_input_);
   return true;
@@ -684,6 +722,12 @@ void peer_machine::fail_all_pending(std::error_code ec) {
   pending_.clear();
   deadlines_.clear();
   hbh_of_request_.clear();
+  spare_deadlines_.clear();
+  spare_deadlines_.shrink_to_fit();
+  spare_hbh_.clear();
+  spare_hbh_.shrink_to_fit();
+  spare_pending_.clear();
+  spare_pending_.shrink_to_fit();
 }
 
 void peer_machine::finish(peer_state to, std::error_code reason, std::error_code pending_error) {

@@ -11,6 +11,7 @@
 #include <string>
 #include <system_error>
 
+#include "diampool/detail/random.hpp"
 #include "diampool/peer_machine.hpp"
 
 namespace diampool {
@@ -53,7 +54,7 @@ class retry_schedule {
 
  private:
   backoff_policy policy_;
-  std::mt19937_64 rng_;
+  detail::splitmix64 rng_;
   unsigned failures_ = 0;
   steady_time next_{};
 };

@@ -12,10 +12,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
-#include <deque>
 #include <map>
 #include <memory>
-#include <memory_resource>
 #include <optional>
 #include <random>
 #include <span>
@@ -28,6 +26,7 @@
 
 #include "diampool/builder.hpp"
 #include "diampool/codes.hpp"
+#include "diampool/detail/random.hpp"
 #include "diampool/error.hpp"
 #include "diampool/frame_decoder.hpp"
 #include "diampool/message.hpp"
@@ -247,7 +246,7 @@ class peer_machine {
   /// kept for the machine's next output, so a driver alternating two buffers never allocates).
   void take_output(std::vector<std::uint8_t>& into) noexcept;
   /// Events not yet taken, oldest first.
-  bool has_events() const noexcept { return !events_.empty(); }
+  bool has_events() const noexcept { return events_head_ < events_.size(); }
   peer_event next_event();
   /// When advance() must be called next; nullopt when nothing is timed.
   std::optional<steady_time> next_deadline() const noexcept;
@@ -275,7 +274,7 @@ class peer_machine {
     std::uint32_t caller_hop_by_hop = 0;
     std::uint32_t command_code = 0;  // an answer must carry the request's
     std::uint32_t end_to_end = 0;    // ditto (RFC 6733 3: agents never change it)
-    std::pmr::multimap<steady_time, std::uint32_t>::iterator deadline;
+    std::multimap<steady_time, std::uint32_t>::iterator deadline;
   };
 
   void set_state(peer_state s);
@@ -306,23 +305,30 @@ class peer_machine {
   void count_output(std::size_t before);
 
   peer_config config_;
-  std::mt19937_64 rng_;
+  detail::splitmix64 rng_;
   peer_state state_ = peer_state::disconnected;
   watchdog_state watchdog_ = watchdog_state::okay;
   frame_decoder decoder_;
   std::vector<std::uint8_t> out_;
-  std::deque<peer_event> events_;
+  // Events not taken yet are events_[events_head_...]; a vector rather than a deque, which
+  // holds half a KiB even when empty.
+  std::vector<peer_event> events_;
+  std::size_t events_head_ = 0;
 
   std::uint32_t hbh_next_;
   std::uint32_t e2e_next_;
-  // The nodes of the three request indexes come from a pool of their own, recycled request
-  // after request instead of taken from the heap (on the heap itself so that a moved machine
-  // keeps it).
-  std::unique_ptr<std::pmr::unsynchronized_pool_resource> nodes_ =
-      std::make_unique<std::pmr::unsynchronized_pool_resource>();
-  std::pmr::unordered_map<std::uint32_t, pending_entry> pending_{nodes_.get()};
-  std::pmr::unordered_map<std::uint64_t, std::uint32_t> hbh_of_request_{nodes_.get()};
-  std::pmr::multimap<steady_time, std::uint32_t> deadlines_{nodes_.get()};
+  std::unordered_map<std::uint32_t, pending_entry> pending_;
+  std::unordered_map<std::uint64_t, std::uint32_t> hbh_of_request_;
+  std::multimap<steady_time, std::uint32_t> deadlines_;
+  // Nodes of the three indexes taken out when a request ends and put back for the next one
+  // (node handles): no heap allocation per request under load; the spares are let go when
+  // nothing is pending, so an idle connection keeps none.
+  std::vector<decltype(pending_)::node_type> spare_pending_;
+  std::vector<decltype(hbh_of_request_)::node_type> spare_hbh_;
+  std::vector<decltype(deadlines_)::node_type> spare_deadlines_;
+  /// Ends the bookkeeping of the pending request `it` (its deadline entry too unless it was
+  /// already erased), keeping the nodes for the next request.
+  void forget(decltype(pending_)::iterator it, bool deadline_erased = false);
   std::error_code pending_close_error_ = error::connection_closed;
 
   // Hop-by-Hop ids of our own CER, DWR and DPR (0 when none outstanding).

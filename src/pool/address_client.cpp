@@ -10,8 +10,8 @@
 #include <asio/system_executor.hpp>
 #include <atomic>
 #include <condition_variable>
-#include <deque>
 #include <functional>
+#include <list>
 #include <mutex>
 #include <optional>
 #include <random>
@@ -44,10 +44,6 @@ struct string_hash {
   }
 };
 
-std::uint64_t random_seed() {
-  std::random_device rd;
-  return (std::uint64_t{rd()} << 32) ^ rd();
-}
 }  // namespace
 
 namespace detail {
@@ -99,7 +95,6 @@ struct address_client::impl : std::enable_shared_from_this<address_client::impl>
         backoff(cfg.backoff()),
         log(std::move(lg)),
         ex(own_io ? executor_type(own_io->get_executor()) : std::move(e)),
-        seeds(random_seed()),
         health_strand(asio::make_strand(ex)),
         health_timer(std::in_place, *health_strand) {}
 
@@ -118,7 +113,6 @@ struct address_client::impl : std::enable_shared_from_this<address_client::impl>
       entries;           // under map_m
   bool closing = false;  // under map_m
   std::atomic<bool> closing_flag{false};
-  std::mt19937_64 seeds;  // under map_m
   std::atomic<std::uint64_t> next_serial{1};
 
   // Both reset by close() before own_io: they belong to its services.
@@ -216,7 +210,7 @@ struct pool_entry : std::enable_shared_from_this<pool_entry> {
   std::uint64_t rebuild_after = 0;  // serial of the connection whose close starts a new one
   bool refuses_parallel = false;    // the peer refused a second connection (max lifetime)
   std::error_code last_error;
-  std::deque<request_ptr> waiters;
+  std::list<request_ptr> waiters;  // a list: nothing held while empty, the usual case
   steady_time timer_at = steady_time::max();
   std::uint64_t timer_seq = 0;
   std::function<void()> on_shutdown;
@@ -963,7 +957,7 @@ void address_client::impl::route(std::string_view address, request_ptr r) {
   }
   auto [it, inserted] = entries.try_emplace(std::string(address));
   if (inserted) {
-    it->second = std::make_shared<pool_entry>(shared_from_this(), it->first, seeds());
+    it->second = std::make_shared<pool_entry>(shared_from_this(), it->first, detail::fresh_seed());
   }
   it->second->submit(std::move(r));
 }
@@ -1160,11 +1154,13 @@ std::vector<std::uint8_t> address_client::send(std::string_view address,
                                                std::stop_token stop) {
   auto w = std::make_shared<sync_wait>();
   auto handler = [w](std::error_code e, std::vector<std::uint8_t> a) {
-    std::lock_guard lk(w->m);
-    w->ec = e;
-    w->answer = std::move(a);
-    w->done = true;
-    w->cv.notify_one();
+    {
+      std::lock_guard lk(w->m);
+      w->ec = e;
+      w->answer = std::move(a);
+      w->done = true;
+    }
+    w->cv.notify_one();  // unlocked: the woken caller does not block on the mutex again
   };
   detail::send_op_factory_for<decltype(handler)> f(handler);
   std::shared_ptr<detail::request_cancel> cancel;

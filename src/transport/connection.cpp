@@ -9,9 +9,8 @@
 #include <asio/strand.hpp>
 #include <asio/use_future.hpp>
 #include <asio/write.hpp>
-#include <deque>
 #include <future>
-#include <memory_resource>
+#include <list>
 #include <mutex>
 #include <random>
 #include <unordered_map>
@@ -60,14 +59,13 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
         socket(strand),
         timer(strand),
         machine(make_machine()) {
-    read_buf.resize(config.read_buffer_size);
+    read_buf.resize(read_size);
   }
 
   peer_machine make_machine() {
     peer_config pc = config.peer;
     pc.handle_peer_requests = static_cast<bool>(config.request_handler);
-    std::random_device rd;
-    const std::uint64_t seed = (std::uint64_t{rd()} << 32) ^ rd();
+    const std::uint64_t seed = detail::fresh_seed();
     const auto unix_seconds = std::chrono::duration_cast<std::chrono::seconds>(
                                   std::chrono::system_clock::now().time_since_epoch())
                                   .count();
@@ -91,6 +89,10 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
   steady_time timer_at = steady_time::max();
   std::uint64_t timer_seq = 0;
   peer_machine machine;
+  // The read buffer adapts: small while nothing is pending (an idle connection holds little),
+  // doubled after a read that fills it, up to config.read_buffer_size.
+  static constexpr std::size_t idle_read_size = 1024;
+  std::size_t read_size = std::min(idle_read_size, config.read_buffer_size);
   std::vector<std::uint8_t> read_buf;
   std::vector<std::uint8_t> write_buf;
   bool reading = false;
@@ -103,16 +105,17 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
   std::size_t in_write = 0;   // of those, in the write under way
   std::uint64_t socket_gen = 0;
 
-  // Requests in the machine, by id; map nodes recycled through a pool of their own.
-  std::pmr::unsynchronized_pool_resource send_nodes;
-  std::pmr::unordered_map<std::uint64_t, std::unique_ptr<detail::send_op>> sends{&send_nodes};
+  // Requests in the machine, by id; the nodes of ended requests are reused for the next ones
+  // while any is pending (see peer_machine).
+  std::unordered_map<std::uint64_t, std::unique_ptr<detail::send_op>> sends;
+  std::vector<decltype(sends)::node_type> spare_sends;
   struct backlog_entry {
     std::uint64_t id;
     std::unique_ptr<detail::send_op> op;
     std::vector<std::uint8_t> request;
     steady_time deadline;
   };
-  std::deque<backlog_entry> backlog;
+  std::list<backlog_entry> backlog;  // a list: nothing held while empty, the usual case
 
   std::unique_ptr<detail::connect_op> connect_op;
   bool dialing = false;
@@ -297,6 +300,11 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
   void start_read() {
     if (reading || !socket.is_open() || transport_closing) return;
     reading = true;
+    if (read_size > read_buf.size()) {
+      read_buf.resize(read_size);
+    } else if (read_size < read_buf.size()) {
+      std::vector<std::uint8_t>(read_size).swap(read_buf);  // gives the memory back
+    }
     socket.async_read_some(
         asio::buffer(read_buf),
         on_strand([self = shared_from_this(), gen = socket_gen](
@@ -316,6 +324,11 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
       return;
     }
     machine.receive(now, std::span<const std::uint8_t>(read_buf.data(), n));
+    if (n == read_buf.size()) {
+      read_size = std::min(read_size * 2, config.read_buffer_size);
+    } else if (machine.pending_requests() == 0) {
+      read_size = std::min(idle_read_size, config.read_buffer_size);
+    }
     after_events();
     start_read();
   }
@@ -381,7 +394,15 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
       op->complete(ec, {});
       return;
     }
-    sends.emplace(id, std::move(op));
+    if (spare_sends.empty()) {
+      sends.emplace(id, std::move(op));
+    } else {
+      auto& n = spare_sends.back();
+      n.key() = id;
+      n.mapped() = std::move(op);
+      sends.insert(std::move(n));
+      spare_sends.pop_back();
+    }
     ++unwritten;
     ++in_output;
   }
@@ -421,8 +442,7 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
   void do_cancel_request(std::uint64_t id) {
     if (auto it = sends.find(id); it != sends.end()) {
       machine.cancel(id);
-      auto op = std::move(it->second);
-      sends.erase(it);
+      auto op = take_send(it);
       op->complete(error::cancelled, {});
       return;
     }
@@ -531,6 +551,7 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
     }
     collecting_sends = false;
     batch.clear();
+    if (batch.capacity() > 16 && machine.pending_requests() == 0) batch.shrink_to_fit();
     if (!deferred.empty()) {
       // A failing send completes at once and its caller may send again: that one is posted.
       std::swap(deferred, deferred_spare);
@@ -570,20 +591,32 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
     linger_deadline = now + std::min(config.write_timeout, config.peer.dpa_timeout);
   }
 
+  // Removes a request's operation, keeping its node for the next request while others are
+  // pending.
+  std::unique_ptr<detail::send_op> take_send(decltype(sends)::iterator it) {
+    auto node = sends.extract(it);
+    auto op = std::move(node.mapped());
+    if (sends.empty()) {
+      spare_sends.clear();
+      spare_sends.shrink_to_fit();
+    } else {
+      spare_sends.push_back(std::move(node));
+    }
+    return op;
+  }
+
   void handle(steady_time, state_changed&) {}
   void handle(steady_time, close_transport&) {}
   void handle(steady_time, answer_received& e) {
     auto it = sends.find(e.request);
     if (it == sends.end()) return;
-    auto op = std::move(it->second);
-    sends.erase(it);
+    auto op = take_send(it);
     op->complete({}, std::move(e.message));
   }
   void handle(steady_time, request_failed& e) {
     auto it = sends.find(e.request);
     if (it == sends.end()) return;
-    auto op = std::move(it->second);
-    sends.erase(it);
+    auto op = take_send(it);
     op->complete(e.error, {});
   }
   void handle(steady_time, peer_request& e) {
