@@ -91,18 +91,51 @@ struct connection_info {
   histogram_snapshot latency;
 };
 
+struct pool_entry;
+
 namespace detail {
-struct pool_request;
 struct request_cancel;
 void cancel(const std::shared_ptr<request_cancel>& c);
 std::shared_ptr<request_cancel> make_cancel();
 
-// Makes the completion of one send once the client has chosen the executor it completes on
-// by default (its own, or, once its threads are gone, asio's system executor).
+// The pool's record of one request, from the call to its outcome, in one allocation: it waits
+// in its address's queue, is the operation of the connection that sends it (consume(): back to
+// the pool), then runs the caller's completion (deliver()).
+struct pool_request : send_op {
+  std::shared_ptr<request_cancel> cancel;
+  std::vector<std::uint8_t> bytes;  // while not on a connection
+  steady_time deadline{};
+  std::uint64_t id = 0;
+  steady_time started{};
+  asio::any_io_executor home;       // where a request failed at once completes
+  std::shared_ptr<pool_entry> via;  // the address it was sent for, while on a connection
+
+  /// The connection's outcome for this request: takes ownership, back to the pool.
+  void consume(std::error_code ec, std::vector<std::uint8_t> answer) override;
+  /// Runs the caller's completion with the outcome; takes ownership and destroys *this.
+  virtual void deliver(std::error_code ec, std::vector<std::uint8_t> answer) = 0;
+};
+
+template <typename Handler>
+class pool_request_for final : public pool_request {
+ public:
+  pool_request_for(Handler&& h, const asio::any_io_executor& ex) : user_(std::move(h), ex) {}
+  void deliver(std::error_code ec, std::vector<std::uint8_t> answer) override {
+    const std::unique_ptr<pool_request_for> self(this);
+    user_.dispatch(ec, std::move(answer));
+  }
+  Handler& handler() noexcept { return user_.handler(); }
+
+ private:
+  completion<Handler, std::error_code, std::vector<std::uint8_t>> user_;
+};
+
+// Makes the record of one send once the client has chosen the executor it completes on by
+// default (its own, or, once its threads are gone, asio's system executor).
 class send_op_factory {
  public:
-  virtual std::unique_ptr<send_op> make(const asio::any_io_executor& ex,
-                                        std::shared_ptr<request_cancel>& cancel) = 0;
+  virtual std::unique_ptr<pool_request> make(const asio::any_io_executor& ex,
+                                             std::shared_ptr<request_cancel>& cancel) = 0;
 
  protected:
   ~send_op_factory() = default;
@@ -112,16 +145,15 @@ template <typename Handler>
 class send_op_factory_for final : public send_op_factory {
  public:
   explicit send_op_factory_for(Handler& h) : handler_(h) {}
-  std::unique_ptr<send_op> make(const asio::any_io_executor& ex,
-                                std::shared_ptr<request_cancel>& cancel) override {
-    auto o = std::make_unique<op<Handler, std::error_code, std::vector<std::uint8_t>>>(
-        std::move(handler_), ex);
-    auto slot = asio::get_associated_cancellation_slot(o->handler());
+  std::unique_ptr<pool_request> make(const asio::any_io_executor& ex,
+                                     std::shared_ptr<request_cancel>& cancel) override {
+    auto r = std::make_unique<pool_request_for<Handler>>(std::move(handler_), ex);
+    auto slot = asio::get_associated_cancellation_slot(r->handler());
     if (slot.is_connected()) {
       cancel = make_cancel();
       slot.assign([c = cancel](asio::cancellation_type_t) { detail::cancel(c); });
     }
-    return o;
+    return r;
   }
 
  private:

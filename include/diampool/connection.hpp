@@ -98,21 +98,31 @@ struct connection_stats {
 
 namespace detail {
 
-// Type-erased completion of one operation; complete() runs on the connection's strand.
+// Type-erased completion of one operation, run on the connection's strand. An operation gives
+// itself up when it completes: complete(std::move(op), ...) hands it over to consume(), which
+// owns it from then on (and may pass it on rather than destroy it).
 template <typename... Args>
 class op_base {
  public:
   virtual ~op_base() = default;
-  virtual void complete(Args... args) = 0;
+  /// Takes ownership of *this and completes.
+  virtual void consume(Args... args) = 0;
 };
 
+template <typename... Args>
+void complete(std::unique_ptr<op_base<Args...>> op, std::type_identity_t<Args>... args) {
+  op.release()->consume(std::move(args)...);
+}
+
+// A completion handler with the executor it runs on: dispatch() moves the handler out and
+// runs it there (inline when already on it).
 template <typename Handler, typename... Args>
-class op final : public op_base<Args...> {
+class completion {
  public:
   // `io`: the executor of the object the operation runs on (a connection, a client). The
   // handler's executor is told of outstanding work unless it is that same executor, which
   // its owner keeps running anyway (and telling it would cost an allocation per operation).
-  op(Handler&& h, const asio::any_io_executor& io)
+  completion(Handler&& h, const asio::any_io_executor& io)
       : handler_(std::move(h)), ex_(asio::get_associated_executor(handler_, io)) {
     if constexpr (std::is_same_v<handler_executor, asio::any_io_executor>) {
       if (ex_ == io) return;
@@ -120,7 +130,7 @@ class op final : public op_base<Args...> {
     work_.emplace(asio::prefer(ex_, asio::execution::outstanding_work.tracked));
   }
 
-  void complete(Args... args) override {
+  void dispatch(Args... args) {
     auto slot = asio::get_associated_cancellation_slot(handler_);
     if (slot.is_connected()) slot.clear();
     auto run = [h = std::move(handler_), ... a = std::move(args)]() mutable {
@@ -154,6 +164,22 @@ class op final : public op_base<Args...> {
   Handler handler_;
   handler_executor ex_;
   std::optional<work_executor> work_;  // keeps a foreign executor from running out of work
+};
+
+template <typename Handler, typename... Args>
+class op final : public op_base<Args...> {
+ public:
+  op(Handler&& h, const asio::any_io_executor& io) : completion_(std::move(h), io) {}
+
+  void consume(Args... args) override {
+    const std::unique_ptr<op> self(this);  // gone once the handler is dispatched
+    completion_.dispatch(std::move(args)...);
+  }
+
+  Handler& handler() noexcept { return completion_.handler(); }
+
+ private:
+  completion<Handler, Args...> completion_;
 };
 
 using connect_op = op_base<std::error_code>;
@@ -247,6 +273,14 @@ class connection {
   /// Cancels the request sent under `request_id` (thread-safe; nothing if it has completed):
   /// it completes with error::cancelled and its answer, if it comes, is counted as unmatched.
   void cancel(std::uint64_t request_id) { cancel_request(impl_, request_id); }
+
+  /// Low level, for diampool's pool: sends `request` under `request_id` with an operation the
+  /// caller built; `op` is consumed on the connection's strand with the outcome (an answer,
+  /// or an error as for async_send; not_open gives the request's bytes back).
+  void send_with(std::unique_ptr<detail::send_op> op, std::uint64_t request_id,
+                 std::vector<std::uint8_t> request, steady_time deadline) {
+    start_send(std::move(op), request_id, std::move(request), deadline);
+  }
 
   /// Graceful close: DPR (the configured Disconnect-Cause) if open, a bounded wait for the
   /// DPA (dpa_timeout), then the socket is closed. Requests still pending then fail with

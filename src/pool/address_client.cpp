@@ -60,17 +60,6 @@ struct request_cancel {
   std::uint64_t conn_id = 0;
 };
 
-// One request from the call to its outcome.
-struct pool_request {
-  std::unique_ptr<send_op> op;
-  std::shared_ptr<request_cancel> cancel;
-  std::vector<std::uint8_t> bytes;  // while not on a connection
-  steady_time deadline;
-  std::uint64_t id = 0;
-  steady_time started;
-  asio::any_io_executor home;  // where a request failed at once completes
-};
-
 }  // namespace detail
 
 using detail::pool_request;
@@ -278,27 +267,27 @@ struct pool_entry : std::enable_shared_from_this<pool_entry> {
     std::vector<std::uint8_t> bytes = std::move(r->bytes);
     const steady_time deadline = r->deadline;
     std::shared_ptr<detail::request_cancel> cs = r->cancel;
-    auto handler = [self = shared_from_this(), r = std::move(r)](
-                       std::error_code ec, std::vector<std::uint8_t> answer) mutable {
-      self->on_result(std::move(r), ec, std::move(answer));
-    };
+    r->via = shared_from_this();  // the request is the connection's operation: back here
     if (!cs) {
-      c->async_send(std::move(bytes), deadline, id, std::move(handler));
+      c->send_with(std::move(r), id, std::move(bytes), deadline);
       return;
     }
     std::unique_lock lk(cs->m);
     if (cs->cancelled) {
       lk.unlock();
-      // Cancelled since the check above: the handler owns the request now, and completes it
-      // from the strand (never inside the caller's send).
-      asio::post(strand, [h = std::move(handler)]() mutable { h(error::cancelled, {}); });
+      // Cancelled since the check above: completed from the strand (never inside the
+      // caller's send).
+      r->via.reset();
+      asio::post(strand, [self = shared_from_this(), r = std::move(r)]() mutable {
+        self->on_result(std::move(r), error::cancelled, {});
+      });
       return;
     }
     cs->conn = c;
     cs->conn_id = id;
     cs->entry.reset();
     // Sent while holding the lock: a cancellation that sees `conn` is posted after the send.
-    c->async_send(std::move(bytes), deadline, id, std::move(handler));
+    c->send_with(std::move(r), id, std::move(bytes), deadline);
   }
 
   // The outcome of a request sent on a connection (runs on that connection's thread).
@@ -892,6 +881,12 @@ void detail::cancel(const std::shared_ptr<request_cancel>& c) {
   if (e) asio::post(e->strand, [e, waiter] { e->cancel_waiter(waiter); });
 }
 
+void detail::pool_request::consume(std::error_code ec, std::vector<std::uint8_t> answer) {
+  request_ptr r(this);
+  const std::shared_ptr<pool_entry> e = std::move(via);
+  e->on_result(std::move(r), ec, std::move(answer));
+}
+
 void address_client::impl::fail_now(request_ptr r, std::error_code ec) {
   // Never inside the initiating function: a handler that sends again on error must not
   // recurse.
@@ -916,8 +911,7 @@ void address_client::impl::finish(request_ptr r, std::error_code ec,
     if (ec == condition::timeout) timeouts.fetch_add(1, std::memory_order_relaxed);
     if (ec == condition::cancelled) cancels.fetch_add(1, std::memory_order_relaxed);
   }
-  auto op = std::move(r->op);
-  r.reset();
+
   // Counted before the completion runs, so that a caller woken by it sees its own outcome
   // in stats(). The completion is dispatched (inline here, or queued with the executor's
   // work counted), so close() cannot release the threads before it has run.
@@ -926,7 +920,7 @@ void address_client::impl::finish(request_ptr r, std::error_code ec,
     std::lock_guard lk(close_m);
     close_cv.notify_all();
   }
-  op->complete(ec, std::move(answer));
+  r.release()->deliver(ec, std::move(answer));
 }
 
 void address_client::impl::route(std::string_view address, request_ptr r) {
@@ -1118,11 +1112,9 @@ void address_client::start_send(std::string_view address, detail::send_op_factor
   // after, to the system executor (the client's executor would never run them).
   std::shared_lock life(p.life_m);
   const executor_type home = p.dead ? executor_type(asio::system_executor()) : executor_;
-  std::unique_ptr<detail::send_op> op = make_op.make(home, cancel);
+  request_ptr r = make_op.make(home, cancel);
   p.requests.fetch_add(1, std::memory_order_relaxed);
   p.in_flight.fetch_add(1, std::memory_order_relaxed);
-  auto r = std::make_unique<pool_request>();
-  r->op = std::move(op);
   r->cancel = std::move(cancel);
   r->deadline = deadline;
   r->started = clock::now();

@@ -160,23 +160,23 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
 
   void do_connect(std::unique_ptr<detail::connect_op> op, std::string addr, steady_time deadline) {
     if (connect_op || dialing) {
-      op->complete(std::make_error_code(std::errc::operation_in_progress));
+      detail::complete(std::move(op), std::make_error_code(std::errc::operation_in_progress));
       return;
     }
     if (machine.ready()) {
-      op->complete({});
+      detail::complete(std::move(op), {});
       return;
     }
     const peer_state s = machine.state();
     if (s != peer_state::disconnected && s != peer_state::failed && s != peer_state::closed &&
         s != peer_state::reconnecting) {
-      op->complete(std::make_error_code(std::errc::operation_in_progress));
+      detail::complete(std::move(op), std::make_error_code(std::errc::operation_in_progress));
       return;
     }
     std::string host;
     std::string port;
     if (auto ec = split_address(addr, host, port)) {
-      op->complete(ec);
+      detail::complete(std::move(op), ec);
       return;
     }
     address = std::move(addr);
@@ -269,7 +269,7 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
     if (!connect_op) return;
     auto op = std::move(connect_op);
     connect_deadline = steady_time::max();
-    op->complete(ec);
+    detail::complete(std::move(op), ec);
   }
 
   // Stops a resolve or TCP connect under way; the connect operation ends with `ec` (at the
@@ -367,16 +367,16 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
                std::vector<std::uint8_t> request, steady_time deadline) {
     const steady_time now = clock::now();
     if (!machine.ready()) {
-      op->complete(error::not_open, std::move(request));
+      detail::complete(std::move(op), error::not_open, std::move(request));
       return;
     }
     if (deadline <= now) {
-      op->complete(error::timed_out, {});
+      detail::complete(std::move(op), error::timed_out, {});
       return;
     }
     if (unwritten >= config.send_buffer_size || !backlog.empty()) {
       if (backlog.size() >= config.max_backlog) {
-        op->complete(error::send_queue_full, {});
+        detail::complete(std::move(op), error::send_queue_full, {});
         return;
       }
       backlog.push_back({id, std::move(op), std::move(request), deadline});
@@ -391,7 +391,7 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
   void submit(steady_time now, std::uint64_t id, std::unique_ptr<detail::send_op> op,
               std::span<const std::uint8_t> request, steady_time deadline) {
     if (auto ec = machine.send(now, id, request, deadline)) {
-      op->complete(ec, {});
+      detail::complete(std::move(op), ec, {});
       return;
     }
     if (spare_sends.empty()) {
@@ -413,7 +413,7 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
       backlog_entry e = std::move(backlog.front());
       backlog.pop_front();
       if (e.deadline <= now) {
-        e.op->complete(error::timed_out, {});
+        detail::complete(std::move(e.op), error::timed_out, {});
         continue;
       }
       submit(now, e.id, std::move(e.op), e.request, e.deadline);
@@ -421,7 +421,7 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
     // Expired entries deeper in the queue.
     for (auto it = backlog.begin(); it != backlog.end();) {
       if (it->deadline <= now) {
-        it->op->complete(error::timed_out, {});
+        detail::complete(std::move(it->op), error::timed_out, {});
         it = backlog.erase(it);
       } else {
         ++it;
@@ -435,7 +435,7 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
     while (!backlog.empty()) {
       auto e = std::move(backlog.front());
       backlog.pop_front();
-      e.op->complete(error::not_open, std::move(e.request));
+      detail::complete(std::move(e.op), error::not_open, std::move(e.request));
     }
   }
 
@@ -443,14 +443,14 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
     if (auto it = sends.find(id); it != sends.end()) {
       machine.cancel(id);
       auto op = take_send(it);
-      op->complete(error::cancelled, {});
+      detail::complete(std::move(op), error::cancelled, {});
       return;
     }
     for (auto it = backlog.begin(); it != backlog.end(); ++it) {
       if (it->id == id) {
         auto op = std::move(it->op);
         backlog.erase(it);
-        op->complete(error::cancelled, {});
+        detail::complete(std::move(op), error::cancelled, {});
         return;
       }
     }
@@ -496,7 +496,7 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
     auto ops = std::move(close_ops);
     close_ops.clear();
     for (auto& o : ops)
-      o->complete();
+      detail::complete(std::move(o));
   }
 
   // ---- events, timer, publication ----
@@ -611,13 +611,13 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
     auto it = sends.find(e.request);
     if (it == sends.end()) return;
     auto op = take_send(it);
-    op->complete({}, std::move(e.message));
+    detail::complete(std::move(op), {}, std::move(e.message));
   }
   void handle(steady_time, request_failed& e) {
     auto it = sends.find(e.request);
     if (it == sends.end()) return;
     auto op = take_send(it);
-    op->complete(e.error, {});
+    detail::complete(std::move(op), e.error, {});
   }
   void handle(steady_time, peer_request& e) {
     std::error_code ec;
