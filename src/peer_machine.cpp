@@ -608,6 +608,32 @@ void peer_machine::connection_lost(steady_time /*now*/, std::error_code reason) 
 // ---------------------------------------------------------------------------------------------
 // User events
 
+namespace {
+// Inserts (key, value) into `map`, in a spare node when there is one (no allocation).
+template <typename Map, typename K, typename V>
+typename Map::iterator insert_reusing(Map& map, std::vector<typename Map::node_type>& spares,
+                                      const K& key, const V& value) {
+  if (spares.empty()) {
+    if constexpr (requires { map.emplace(key, value).first; }) {
+      return map.emplace(key, value).first;
+    } else {
+      return map.emplace(key, value);
+    }
+  }
+  auto& node = spares.back();
+  node.key() = key;
+  node.mapped() = value;
+  typename Map::iterator it;
+  if constexpr (requires { map.insert(std::move(node)).position; }) {
+    it = map.insert(std::move(node)).position;
+  } else {
+    it = map.insert(std::move(node));
+  }
+  spares.pop_back();
+  return it;
+}
+}  // namespace
+
 std::error_code peer_machine::send(steady_time /*now*/, std::uint64_t request,
                                    std::span<const std::uint8_t> message, steady_time deadline) {
   if (!ready()) return error::not_open;
@@ -627,35 +653,10 @@ std::error_code peer_machine::send(steady_time /*now*/, std::uint64_t request,
   }
   count_output(before);
   counters_.requests_sent++;
-  std::multimap<steady_time, std::uint32_t>::iterator d;
-  if (spare_deadlines_.empty()) {
-    d = deadlines_.emplace(deadline, hbh);
-  } else {
-    auto& n = spare_deadlines_.back();
-    n.key() = deadline;
-    n.mapped() = hbh;
-    d = deadlines_.insert(std::move(n));
-    spare_deadlines_.pop_back();
-  }
-  const pending_entry entry{request, m.header().hop_by_hop, m.header().command_code, e2e, d};
-  if (spare_pending_.empty()) {
-    pending_.emplace(hbh, entry);
-  } else {
-    auto& n = spare_pending_.back();
-    n.key() = hbh;
-    n.mapped() = entry;
-    pending_.insert(std::move(n));
-    spare_pending_.pop_back();
-  }
-  if (spare_hbh_.empty()) {
-    hbh_of_request_.emplace(request, hbh);
-  } else {
-    auto& n = spare_hbh_.back();
-    n.key() = request;
-    n.mapped() = hbh;
-    hbh_of_request_.insert(std::move(n));
-    spare_hbh_.pop_back();
-  }
+  const auto d = insert_reusing(deadlines_, spare_deadlines_, deadline, hbh);
+  insert_reusing(pending_, spare_pending_, hbh,
+                 pending_entry{request, m.header().hop_by_hop, m.header().command_code, e2e, d});
+  insert_reusing(hbh_of_request_, spare_hbh_, request, hbh);
   return {};
 }
 
