@@ -57,7 +57,9 @@ struct connection_config {
   /// A write that makes no progress for this long fails the connection (a peer that stops
   /// reading cannot hold requests or memory forever).
   std::chrono::nanoseconds write_timeout = std::chrono::seconds(10);
-  /// Size of the read buffer (one per connection, reused).
+  /// Largest size of the connection's read buffer (at least 1 KiB). It starts at 1 KiB,
+  /// doubles after each read that fills it, up to this, and goes back to 1 KiB when nothing
+  /// is pending, so an idle connection holds little.
   std::size_t read_buffer_size = std::size_t{64} * 1024;
   /// Requests from the peer other than DWR/DPR. Called on the connection's strand with the
   /// request; returns the answer to write (same Hop-by-Hop and End-to-End ids). Not set:

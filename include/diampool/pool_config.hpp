@@ -59,7 +59,9 @@ struct pool_config {
   /// [SendBufferSize] requests per connection accepted but not yet written.
   std::size_t send_buffer_size = 100;
   /// [RecvBufferSize] answers are handed to their callers as they arrive, so there is no
-  /// receive queue to size: this sets the read buffer to recv_buffer_size KiB (at least 4).
+  /// receive queue to size: this caps a connection's read buffer at recv_buffer_size KiB (at
+  /// least 4). The buffer starts at 1 KiB, doubles after each read that fills it, and goes
+  /// back to 1 KiB when nothing is pending.
   std::size_t recv_buffer_size = 100;
 
   // ---- health check ----
