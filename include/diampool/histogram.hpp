@@ -3,11 +3,14 @@
 // Values are unsigned integers in a unit the owner chooses (microseconds for the pool's
 // per-address latencies, nanoseconds for the load generator). Each power of two is split into
 // 2^SubBits equal buckets, so a value is known to within 1/2^SubBits of itself (12.5 % for 3
-// bits, 3.1 % for 5), at a fixed memory cost: (Groups + 1) * 2^SubBits counters. Values beyond
-// the last bucket are counted in it (the exact maximum is kept apart).
+// bits, 3.1 % for 5), with at most (Groups + 1) * 2^SubBits counters. Values beyond the last
+// bucket are counted in it (the exact maximum is kept apart). The counters of a power of two
+// are allocated when a value first falls in it: latencies usually span a few powers of two,
+// so a histogram holds a few hundred bytes rather than all its counters.
 //
-// record() is thread-safe and wait-free (relaxed atomic increments); snapshot() copies the
-// counters for quantiles, merging and export. No clock is read here.
+// record() is thread-safe and lock-free (relaxed atomic increments; the first value of a power
+// of two allocates its counters and publishes them with a compare-and-swap); snapshot() copies
+// the counters for quantiles, merging and export. No clock is read here.
 #pragma once
 
 #include <array>
@@ -15,6 +18,8 @@
 #include <bit>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
+#include <new>
 #include <vector>
 
 namespace diampool {
@@ -52,6 +57,14 @@ class basic_histogram {
   static constexpr std::size_t sub_buckets = std::size_t{1} << SubBits;
   static constexpr std::size_t size = (Groups + 1) * sub_buckets;
 
+  basic_histogram() = default;
+  ~basic_histogram() {
+    for (auto& g : groups_)
+      delete g.load(std::memory_order_relaxed);
+  }
+  basic_histogram(const basic_histogram&) = delete;
+  basic_histogram& operator=(const basic_histogram&) = delete;
+
   /// The bucket of value v.
   static constexpr std::size_t index(std::uint64_t v) noexcept {
     if (v < sub_buckets) return static_cast<std::size_t>(v);
@@ -63,7 +76,19 @@ class basic_histogram {
   }
 
   void record(std::uint64_t v) noexcept {
-    buckets_[index(v)].fetch_add(1, std::memory_order_relaxed);
+    const std::size_t i = index(v);
+    std::atomic<group*>& slot = groups_[i >> SubBits];
+    group* g = slot.load(std::memory_order_acquire);
+    if (g == nullptr) {
+      auto* fresh = new (std::nothrow) group{};
+      if (fresh == nullptr) return;  // out of memory: the value goes unrecorded
+      if (slot.compare_exchange_strong(g, fresh, std::memory_order_acq_rel)) {
+        g = fresh;
+      } else {
+        delete fresh;  // another thread was first; g is its group
+      }
+    }
+    (*g)[i & (sub_buckets - 1)].fetch_add(1, std::memory_order_relaxed);
     count_.fetch_add(1, std::memory_order_relaxed);
     const std::uint64_t before = sum_.fetch_add(v, std::memory_order_relaxed);
     if (before + v < before) sum_.store(~std::uint64_t{0}, std::memory_order_relaxed);
@@ -79,9 +104,14 @@ class basic_histogram {
     histogram_snapshot s;
     s.sub_bits = SubBits;
     s.buckets.resize(size);
-    for (std::size_t i = 0; i < size; ++i) {
-      s.buckets[i] = buckets_[i].load(std::memory_order_relaxed);
-      s.count += s.buckets[i];  // consistent with the buckets, whatever count_ says now
+    for (std::size_t gi = 0; gi < groups_.size(); ++gi) {
+      const group* g = groups_[gi].load(std::memory_order_acquire);
+      if (g == nullptr) continue;
+      for (std::size_t j = 0; j < sub_buckets; ++j) {
+        const std::uint64_t n = (*g)[j].load(std::memory_order_relaxed);
+        s.buckets[(gi << SubBits) | j] = n;
+        s.count += n;  // consistent with the buckets, whatever count_ says now
+      }
     }
     s.sum = sum_.load(std::memory_order_relaxed);
     s.max = max_.load(std::memory_order_relaxed);
@@ -93,7 +123,8 @@ class basic_histogram {
   std::uint64_t count() const noexcept { return count_.load(std::memory_order_relaxed); }
 
  private:
-  std::array<std::atomic<std::uint64_t>, size> buckets_{};
+  using group = std::array<std::atomic<std::uint64_t>, sub_buckets>;  // one power of two
+  std::array<std::atomic<group*>, Groups + 1> groups_{};
   std::atomic<std::uint64_t> count_{0};
   std::atomic<std::uint64_t> sum_{0};
   std::atomic<std::uint64_t> max_{0};
@@ -101,7 +132,7 @@ class basic_histogram {
 };
 
 /// The pool's per-address latency histogram: microseconds, within 12.5 %, up to 2^27 us
-/// (134 s); 208 counters (1.7 KiB).
+/// (134 s); 26 groups of 8 counters (64 bytes each, allocated as they are first used).
 using latency_histogram = basic_histogram<3, 25>;
 
 }  // namespace diampool

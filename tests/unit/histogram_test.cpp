@@ -104,5 +104,38 @@ TEST(histogram, concurrent_records_are_all_counted) {
   EXPECT_EQ(s.max, 749U);
 }
 
+TEST(histogram, threads_racing_into_untouched_powers_of_two_lose_no_value) {
+  // Every thread's first value of a power of two finds its counters missing: they race to
+  // allocate and publish them, and every increment must land in the published ones.
+  for (int round = 0; round < 20; ++round) {
+    small h;
+    constexpr int threads = 4;
+    constexpr int per_thread = 2000;
+    std::vector<std::thread> ts;
+    for (int t = 0; t < threads; ++t) {
+      ts.emplace_back([&h, t] {
+        for (int i = 0; i < per_thread; ++i)
+          h.record(std::uint64_t{1} << ((i + t) % 26));  // one value per power of two, in turn
+      });
+    }
+    for (auto& t : ts)
+      t.join();
+    const histogram_snapshot s = h.snapshot();
+    ASSERT_EQ(s.count, std::uint64_t{threads} * per_thread);
+    std::uint64_t in_buckets = 0;
+    for (std::uint64_t b : s.buckets)
+      in_buckets += b;
+    ASSERT_EQ(in_buckets, s.count);
+    for (unsigned k = 0; k < 26; ++k) {  // each power of two got exactly its values
+      std::uint64_t expected = 0;
+      for (int t = 0; t < threads; ++t) {
+        for (int i = 0; i < per_thread; ++i)
+          expected += static_cast<unsigned>((i + t) % 26) == k ? 1 : 0;
+      }
+      ASSERT_EQ(s.buckets[small::index(std::uint64_t{1} << k)], expected) << "2^" << k;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace diampool
