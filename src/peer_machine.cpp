@@ -77,7 +77,12 @@ std::error_code peer_config::validate(std::string* field) const {
 }
 
 peer_machine::peer_machine(peer_config config, std::uint64_t seed, std::uint64_t unix_seconds)
-    : config_(std::move(config)),
+    : peer_machine(std::make_shared<const peer_config>(std::move(config)), seed, unix_seconds) {}
+
+peer_machine::peer_machine(std::shared_ptr<const peer_config> config, std::uint64_t seed,
+                           std::uint64_t unix_seconds)
+    : config_ptr_(std::move(config)),
+      config_(*config_ptr_),
       rng_(seed),
       decoder_(config_.max_message_size),
       hbh_next_(static_cast<std::uint32_t>(rng_())),

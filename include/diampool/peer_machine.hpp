@@ -194,6 +194,10 @@ class peer_machine {
   /// `seed` drives the Hop-by-Hop start, the End-to-End low bits and the watchdog jitter;
   /// `unix_seconds` (wall clock, for the End-to-End high bits of RFC 6733 section 3).
   peer_machine(peer_config config, std::uint64_t seed, std::uint64_t unix_seconds);
+  /// As above, sharing `config` instead of holding a copy of it (a connection lends the
+  /// machine it owns its own configuration's).
+  peer_machine(std::shared_ptr<const peer_config> config, std::uint64_t seed,
+               std::uint64_t unix_seconds);
 
   // ---- transport events ----
 
@@ -304,7 +308,8 @@ class peer_machine {
   void closing_progress(steady_time now);
   void count_output(std::size_t before);
 
-  peer_config config_;
+  std::shared_ptr<const peer_config> config_ptr_;
+  const peer_config& config_;  // *config_ptr_
   detail::splitmix64 rng_;
   peer_state state_ = peer_state::disconnected;
   watchdog_state watchdog_ = watchdog_state::okay;

@@ -55,21 +55,25 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
       : config(std::move(cfg)),
         log(std::move(lg)),
         strand(asio::make_strand(ex)),
-        resolver(strand),
-        socket(strand),
-        timer(strand),
+        // On the plain executor: every handler is bound to the strand (on_strand), and an
+        // any_io_executor holding a strand is a heap object in each of them.
+        resolver(ex),
+        socket(ex),
+        timer(ex),
         machine(make_machine()) {
     read_buf.resize(read_size);
   }
 
   peer_machine make_machine() {
-    peer_config pc = config.peer;
-    pc.handle_peer_requests = static_cast<bool>(config.request_handler);
+    config.peer.handle_peer_requests = static_cast<bool>(config.request_handler);
+    // The machine borrows config.peer (a shared_ptr that owns nothing): it lives in this
+    // object, declared after `config`, so it never outlives it.
+    std::shared_ptr<const peer_config> borrowed(std::shared_ptr<const void>(), &config.peer);
     const std::uint64_t seed = detail::fresh_seed();
     const auto unix_seconds = std::chrono::duration_cast<std::chrono::seconds>(
                                   std::chrono::system_clock::now().time_since_epoch())
                                   .count();
-    return peer_machine(std::move(pc), seed, static_cast<std::uint64_t>(unix_seconds));
+    return peer_machine(std::move(borrowed), seed, static_cast<std::uint64_t>(unix_seconds));
   }
 
   // ---- state shared with other threads ----
