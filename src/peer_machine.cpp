@@ -5,6 +5,7 @@
 
 #include "diampool/builder.hpp"
 #include "diampool/detail/endian.hpp"
+#include "diampool/detail/node_reuse.hpp"
 #include "diampool/dictionary.hpp"
 #include "diampool/error.hpp"
 
@@ -613,32 +614,6 @@ void peer_machine::connection_lost(steady_time /*now*/, std::error_code reason) 
 // ---------------------------------------------------------------------------------------------
 // User events
 
-namespace {
-// Inserts (key, value) into `map`, in a spare node when there is one (no allocation).
-template <typename Map, typename K, typename V>
-typename Map::iterator insert_reusing(Map& map, std::vector<typename Map::node_type>& spares,
-                                      const K& key, const V& value) {
-  if (spares.empty()) {
-    if constexpr (requires { map.emplace(key, value).first; }) {
-      return map.emplace(key, value).first;
-    } else {
-      return map.emplace(key, value);
-    }
-  }
-  auto& node = spares.back();
-  node.key() = key;
-  node.mapped() = value;
-  typename Map::iterator it;
-  if constexpr (requires { map.insert(std::move(node)).position; }) {
-    it = map.insert(std::move(node)).position;
-  } else {
-    it = map.insert(std::move(node));
-  }
-  spares.pop_back();
-  return it;
-}
-}  // namespace
-
 std::error_code peer_machine::send(steady_time /*now*/, std::uint64_t request,
                                    std::span<const std::uint8_t> message, steady_time deadline) {
   if (!ready()) return error::not_open;
@@ -658,25 +633,25 @@ std::error_code peer_machine::send(steady_time /*now*/, std::uint64_t request,
   }
   count_output(before);
   counters_.requests_sent++;
-  const auto d = insert_reusing(deadlines_, spare_deadlines_, deadline, hbh);
-  insert_reusing(pending_, spare_pending_, hbh,
-                 pending_entry{request, m.header().hop_by_hop, m.header().command_code, e2e, d});
-  insert_reusing(hbh_of_request_, spare_hbh_, request, hbh);
+  const auto d = detail::insert_reusing(deadlines_, spare_deadlines_, deadline, hbh);
+  detail::insert_reusing(
+      pending_, spare_pending_, hbh,
+      pending_entry{request, m.header().hop_by_hop, m.header().command_code, e2e, d});
+  detail::insert_reusing(hbh_of_request_, spare_hbh_, request, hbh);
   return {};
+}
+
+void peer_machine::drop_spares() noexcept {
+  detail::drop_spares(spare_deadlines_);
+  detail::drop_spares(spare_hbh_);
+  detail::drop_spares(spare_pending_);
 }
 
 void peer_machine::forget(decltype(pending_)::iterator it, bool deadline_erased) {
   if (!deadline_erased) spare_deadlines_.push_back(deadlines_.extract(it->second.deadline));
   spare_hbh_.push_back(hbh_of_request_.extract(it->second.request));
   spare_pending_.push_back(pending_.extract(it));
-  if (pending_.empty()) {  // idle: nothing kept
-    spare_deadlines_.clear();
-    spare_deadlines_.shrink_to_fit();
-    spare_hbh_.clear();
-    spare_hbh_.shrink_to_fit();
-    spare_pending_.clear();
-    spare_pending_.shrink_to_fit();
-  }
+  if (pending_.empty()) drop_spares();  // idle: nothing kept
 }
 
 bool peer_machine::cancel(std::uint64_t request) {
@@ -728,12 +703,7 @@ void peer_machine::fail_all_pending(std::error_code ec) {
   pending_.clear();
   deadlines_.clear();
   hbh_of_request_.clear();
-  spare_deadlines_.clear();
-  spare_deadlines_.shrink_to_fit();
-  spare_hbh_.clear();
-  spare_hbh_.shrink_to_fit();
-  spare_pending_.clear();
-  spare_pending_.shrink_to_fit();
+  drop_spares();
 }
 
 void peer_machine::finish(peer_state to, std::error_code reason, std::error_code pending_error) {

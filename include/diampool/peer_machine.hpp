@@ -334,6 +334,7 @@ class peer_machine {
   /// Ends the bookkeeping of the pending request `it` (its deadline entry too unless it was
   /// already erased), keeping the nodes for the next request.
   void forget(decltype(pending_)::iterator it, bool deadline_erased = false);
+  void drop_spares() noexcept;
   std::error_code pending_close_error_ = error::connection_closed;
 
   // Hop-by-Hop ids of our own CER, DWR and DPR (0 when none outstanding).

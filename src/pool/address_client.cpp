@@ -14,7 +14,6 @@
 #include <list>
 #include <mutex>
 #include <optional>
-#include <random>
 #include <shared_mutex>
 #include <thread>
 #include <unordered_map>

@@ -12,8 +12,9 @@
 #include <future>
 #include <list>
 #include <mutex>
-#include <random>
 #include <unordered_map>
+
+#include "diampool/detail/node_reuse.hpp"
 
 namespace diampool {
 
@@ -398,15 +399,7 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
       detail::complete(std::move(op), ec, {});
       return;
     }
-    if (spare_sends.empty()) {
-      sends.emplace(id, std::move(op));
-    } else {
-      auto& n = spare_sends.back();
-      n.key() = id;
-      n.mapped() = std::move(op);
-      sends.insert(std::move(n));
-      spare_sends.pop_back();
-    }
+    detail::insert_reusing(sends, spare_sends, id, std::move(op));
     ++unwritten;
     ++in_output;
   }
@@ -601,8 +594,7 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
     auto node = sends.extract(it);
     auto op = std::move(node.mapped());
     if (sends.empty()) {
-      spare_sends.clear();
-      spare_sends.shrink_to_fit();
+      detail::drop_spares(spare_sends);
     } else {
       spare_sends.push_back(std::move(node));
     }
