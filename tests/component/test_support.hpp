@@ -22,8 +22,9 @@ namespace diampool::test {
 using bytes = std::vector<std::uint8_t>;
 
 /// A ~100-byte application request (command 272, application 4) with the caller's Hop-by-Hop
-/// id and Session-Id.
-inline bytes make_request(std::uint32_t hbh, const std::string& session = "client;1") {
+/// id and Session-Id, and `padding` more bytes in an AVP peers ignore.
+inline bytes make_request(std::uint32_t hbh, const std::string& session = "client;1",
+                          std::size_t padding = 0) {
   message_header h;
   h.flags = cmd_flags::request | cmd_flags::proxiable;
   h.command_code = 272;
@@ -35,6 +36,7 @@ inline bytes make_request(std::uint32_t hbh, const std::string& session = "clien
       .add_string(avp_code::origin_host, "client.example.com")
       .add_string(avp_code::origin_realm, "example.com")
       .add_string(avp_code::destination_realm, "example.net");
+  if (padding > 0) b.add_octets(0xfff0, bytes(padding, 0xab));
   b.finish();
   return out;
 }
