@@ -651,7 +651,10 @@ void peer_machine::forget(decltype(pending_)::iterator it, bool deadline_erased)
   if (!deadline_erased) spare_deadlines_.push_back(deadlines_.extract(it->second.deadline));
   spare_hbh_.push_back(hbh_of_request_.extract(it->second.request));
   spare_pending_.push_back(pending_.extract(it));
-  if (pending_.empty()) drop_spares();  // idle: nothing kept
+}
+
+void peer_machine::trim() noexcept {
+  if (pending_.empty()) drop_spares();
 }
 
 bool peer_machine::cancel(std::uint64_t request) {

@@ -92,6 +92,10 @@ struct connection_stats {
   std::uint64_t reconnects = 0;  ///< Successful connects after the first.
   std::uint64_t pending = 0;     ///< Requests waiting for their answer.
   std::uint64_t backlog = 0;     ///< Requests waiting for room in the send queue.
+  /// Reads that returned bytes, and writes handed to the socket. Each write carries every
+  /// message queued since the last one, so messages_sent / socket_writes is the batching.
+  std::uint64_t socket_reads = 0;
+  std::uint64_t socket_writes = 0;
   /// The most recent failure (kept after a successful reconnection, for the record).
   std::error_code last_error;
   std::optional<handshake_failure> handshake;         ///< Why the last handshake failed, if it did.

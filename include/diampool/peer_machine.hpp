@@ -262,6 +262,12 @@ class peer_machine {
   /// Active and not in REOPEN: send() will accept requests.
   bool ready() const noexcept { return is_active(state_) && watchdog_ != watchdog_state::reopen; }
   std::size_t pending_requests() const noexcept { return pending_.size(); }
+  /// Lets go of the memory kept for the next requests (the index nodes of ended ones) when
+  /// nothing is pending. The driver calls it once a turn of its event loop is done, not when
+  /// the last answer of a batch arrives: the completions of that batch usually send the next
+  /// requests, which reuse the nodes. Without it the kept nodes never outnumber the most
+  /// requests ever pending at once.
+  void trim() noexcept;
   const peer_config& config() const noexcept { return config_; }
   /// The peer's CEA (valid once the handshake succeeded).
   const capabilities& peer() const noexcept { return peer_; }
@@ -326,8 +332,8 @@ class peer_machine {
   std::unordered_map<std::uint64_t, std::uint32_t> hbh_of_request_;
   std::multimap<steady_time, std::uint32_t> deadlines_;
   // Nodes of the three indexes taken out when a request ends and put back for the next one
-  // (node handles): no heap allocation per request under load; the spares are let go when
-  // nothing is pending, so an idle connection keeps none.
+  // (node handles): no heap allocation per request under load; trim() lets the spares go
+  // when nothing is pending, so an idle connection keeps none.
   std::vector<decltype(pending_)::node_type> spare_pending_;
   std::vector<decltype(hbh_of_request_)::node_type> spare_hbh_;
   std::vector<decltype(deadlines_)::node_type> spare_deadlines_;

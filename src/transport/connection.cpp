@@ -82,6 +82,12 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
   std::shared_ptr<logger> log;
   std::atomic<peer_state> state{peer_state::disconnected};
   std::atomic<bool> ready{false};
+  // Written on the strand only (relaxed load + store: no locked instruction), read by stats().
+  std::atomic<std::uint64_t> socket_reads{0};
+  std::atomic<std::uint64_t> socket_writes{0};
+  static void count(std::atomic<std::uint64_t>& c) noexcept {
+    c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  }
   mutable std::mutex stats_mutex;
   connection_stats published;
   capabilities peer_caps;  // the peer's CEA, under stats_mutex
@@ -145,6 +151,9 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
     steady_time deadline;
   };
   bool collecting_sends = false;  // written on the strand only
+  // Sends posted to the strand and not yet run: while more are queued, the one that runs
+  // leaves the write to the last.
+  std::atomic<std::uint32_t> posted_sends{0};
   std::vector<deferred_send> deferred;
   std::vector<deferred_send> deferred_spare;
 
@@ -248,6 +257,7 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
     dial_deadline = steady_time::max();
     std::error_code ignored;
     socket.set_option(tcp::no_delay(true), ignored);
+    socket.non_blocking(true, ignored);  // for read_rest(): never waits
     std::vector<ip_address> local;
     const auto ep = socket.local_endpoint(ignored);
     if (!ignored) {
@@ -328,14 +338,51 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
       after_events();
       return;
     }
+    count(socket_reads);
     machine.receive(now, std::span<const std::uint8_t>(read_buf.data(), n));
-    if (n == read_buf.size()) {
+    bool filled = n == read_buf.size();
+    if (filled) {
+      ec = read_rest(now, filled);
+      if (ec) {
+        machine.connection_lost(now, normalize(ec));
+        after_events();
+        return;
+      }
+    }
+    after_events();
+    // Sized after the completions have run: the requests they sent are pending by now, so a
+    // connection that keeps a window in flight keeps its buffer, and only one with nothing
+    // pending goes back to the small one.
+    if (filled) {
       read_size = std::min(read_size * 2, config.read_buffer_size);
     } else if (machine.pending_requests() == 0) {
       read_size = std::min(idle_read_size, config.read_buffer_size);
     }
-    after_events();
     start_read();
+  }
+
+  // After a read that filled the buffer: reads what else is there now, in a larger buffer,
+  // before the completions run, so that answers that came together are handled (and the
+  // requests sent from their completions written) together rather than split at the buffer's
+  // edge. A few reads at most, so other connections of this thread wait no longer than that.
+  std::error_code read_rest(steady_time now, bool& filled) {
+    for (int i = 0; i < 4 && filled; ++i) {
+      read_size = std::min(read_size * 2, config.read_buffer_size);
+      if (read_size > read_buf.size()) read_buf.resize(read_size);
+      std::error_code ec;
+      const std::size_t n = socket.read_some(asio::buffer(read_buf), ec);
+      if (ec == asio::error::would_block || ec == asio::error::try_again) return {};
+      if (ec) return ec;
+      count(socket_reads);
+      machine.receive(now, std::span<const std::uint8_t>(read_buf.data(), n));
+      filled = n == read_buf.size();
+      const peer_state s = machine.state();
+      if (s != peer_state::cer_sent && s != peer_state::open && s != peer_state::dwr_sent &&
+          s != peer_state::closing) {
+        return {};  // the machine stopped reading (malformed input, say)
+      }
+    }
+    return {};
   }
 
   void flush() {
@@ -344,6 +391,7 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
     in_write = in_output;
     in_output = 0;
     writing = true;
+    count(socket_writes);
     write_started = clock::now();
     asio::async_write(
         socket, asio::buffer(write_buf),
@@ -368,9 +416,21 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
 
   // ---- requests ----
 
+  // Hands a request to the machine. With `write` false the caller writes later (flush() and
+  // rearm()): requests that come together leave together, in one write, instead of the first
+  // alone and the rest after it.
   void do_send(std::unique_ptr<detail::send_op> op, std::uint64_t id,
-               std::vector<std::uint8_t> request, steady_time deadline) {
-    const steady_time now = clock::now();
+               std::vector<std::uint8_t> request, steady_time deadline, steady_time now,
+               bool write) {
+    enqueue_send(std::move(op), id, std::move(request), deadline, now);
+    if (write) {
+      flush();
+      rearm();
+    }
+  }
+
+  void enqueue_send(std::unique_ptr<detail::send_op> op, std::uint64_t id,
+                    std::vector<std::uint8_t> request, steady_time deadline, steady_time now) {
     if (!machine.ready()) {
       detail::complete(std::move(op), error::not_open, std::move(request));
       return;
@@ -385,12 +445,9 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
         return;
       }
       backlog.push_back({id, std::move(op), std::move(request), deadline});
-      rearm();
       return;
     }
     submit(now, id, std::move(op), request, deadline);
-    flush();
-    rearm();
   }
 
   void submit(steady_time now, std::uint64_t id, std::unique_ptr<detail::send_op> op,
@@ -548,12 +605,11 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
     }
     collecting_sends = false;
     batch.clear();
-    if (batch.capacity() > 16 && machine.pending_requests() == 0) batch.shrink_to_fit();
     if (!deferred.empty()) {
       // A failing send completes at once and its caller may send again: that one is posted.
       std::swap(deferred, deferred_spare);
       for (auto& d : deferred_spare)
-        do_send(std::move(d.op), d.id, std::move(d.request), d.deadline);
+        do_send(std::move(d.op), d.id, std::move(d.request), d.deadline, now, false);
       deferred_spare.clear();
     }
     if (opened) {
@@ -575,6 +631,7 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
     if (transport_closing && !writing && machine.output().empty()) close_socket();
     rearm();
     publish();
+    trim();
   }
 
   void note_close(steady_time now, const close_transport& e) {
@@ -588,17 +645,23 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
     linger_deadline = now + std::min(config.write_timeout, config.peer.dpa_timeout);
   }
 
-  // Removes a request's operation, keeping its node for the next request while others are
-  // pending.
+  // Removes a request's operation, keeping its node for the next request (trim() lets the
+  // spares go once nothing is pending).
   std::unique_ptr<detail::send_op> take_send(decltype(sends)::iterator it) {
     auto node = sends.extract(it);
     auto op = std::move(node.mapped());
-    if (sends.empty()) {
-      detail::drop_spares(spare_sends);
-    } else {
-      spare_sends.push_back(std::move(node));
-    }
+    spare_sends.push_back(std::move(node));
     return op;
+  }
+
+  // At the end of a turn, with nothing pending: what was kept for the next requests goes, so
+  // an idle connection holds little. Not earlier: the completions of a batch of answers send
+  // the next batch, which reuses it.
+  void trim() {
+    if (machine.pending_requests() != 0 || !sends.empty()) return;
+    machine.trim();
+    detail::drop_spares(spare_sends);
+    if (batch.capacity() > 16) batch.shrink_to_fit();
   }
 
   void handle(steady_time, state_changed&) {}
@@ -764,10 +827,18 @@ void connection::start_send(std::unique_ptr<detail::send_op> op, std::uint64_t i
     impl_->deferred.push_back({std::move(op), id, std::move(request), deadline});
     return;
   }
-  asio::post(impl_->strand,
-             [self = impl_, op = std::move(op), id, r = std::move(request), deadline]() mutable {
-               self->do_send(std::move(op), id, std::move(r), deadline);
-             });
+  // Posted: the last of the sends queued on the strand writes them all.
+  impl_->posted_sends.fetch_add(1, std::memory_order_relaxed);
+  try {
+    asio::post(impl_->strand,
+               [self = impl_, op = std::move(op), id, r = std::move(request), deadline]() mutable {
+                 const bool last = self->posted_sends.fetch_sub(1, std::memory_order_relaxed) == 1;
+                 self->do_send(std::move(op), id, std::move(r), deadline, clock::now(), last);
+               });
+  } catch (...) {
+    impl_->posted_sends.fetch_sub(1, std::memory_order_relaxed);
+    throw;
+  }
 }
 
 void connection::start_close(std::unique_ptr<detail::close_op> op, std::error_code pending_error) {
@@ -802,8 +873,14 @@ capabilities connection::peer() const {
 }
 
 connection_stats connection::stats() const {
-  std::lock_guard lock(impl_->stats_mutex);
-  return impl_->published;
+  connection_stats s;
+  {
+    std::lock_guard lock(impl_->stats_mutex);
+    s = impl_->published;
+  }
+  s.socket_reads = impl_->socket_reads.load(std::memory_order_relaxed);
+  s.socket_writes = impl_->socket_writes.load(std::memory_order_relaxed);
+  return s;
 }
 
 std::error_code connection::connect(const std::string& address, steady_time deadline,

@@ -13,6 +13,7 @@
 #include <asio/use_awaitable.hpp>
 #include <asio/use_future.hpp>
 #include <fstream>
+#include <functional>
 #include <future>
 #include <mutex>
 #include <set>
@@ -20,6 +21,7 @@
 
 #include "diampool/builder.hpp"
 #include "diampool/embedded_peer.hpp"
+#include "diampool/frame_decoder.hpp"
 #include "test_support.hpp"
 
 namespace diampool {
@@ -523,6 +525,161 @@ TEST_F(connection_test, a_peer_that_stops_reading_bounds_the_queue_and_fails_the
   EXPECT_GT(closed, 0U);  // the stalled write failed the connection, and its requests
   EXPECT_EQ(conn->state(), peer_state::failed);
   EXPECT_EQ(conn->stats().last_error, std::errc::timed_out);
+}
+
+// A peer run step by step on a blocking socket, for tests about how bytes are written: the
+// test decides when it reads and that it answers a whole batch with one write.
+class batch_peer : public test::loopback_socket {
+ public:
+  batch_peer() { EXPECT_EQ(::listen(fd_, 1), 0); }
+  ~batch_peer() {
+    if (conn_ >= 0) ::close(conn_);
+  }
+
+  // Accepts the client and answers its CER with a CEA 2001.
+  void accept_and_answer_cer() {
+    conn_ = ::accept(fd_, nullptr, nullptr);
+    ASSERT_GE(conn_, 0);
+    const std::vector<bytes> cer = read_messages(1);
+    ASSERT_EQ(cer.size(), 1U);
+    const message_view v = view(cer[0]);
+    message_header h = v.header();
+    h.flags = 0;
+    bytes cea;
+    message_builder b(cea, h);
+    b.add_unsigned32(avp_code::result_code, 2001)
+        .add_string(avp_code::origin_host, "batch.example.net")
+        .add_string(avp_code::origin_realm, "example.net")
+        .add_address(avp_code::host_ip_address, *ip_address::parse("127.0.0.1"))
+        .add_unsigned32(avp_code::vendor_id, 0)
+        .add_string(avp_code::product_name, "batch_peer")
+        .add_unsigned32(avp_code::auth_application_id, 4);
+    b.finish();
+    write_all(cea);
+  }
+
+  // Reads until `n` messages are complete (a test failure and fewer on EOF or error).
+  std::vector<bytes> read_messages(std::size_t n) {
+    std::vector<bytes> out;
+    while (out.size() < n) {
+      if (pos_ == have_.size()) {
+        have_.resize(64 * 1024);
+        const ssize_t r = ::read(conn_, have_.data(), have_.size());
+        if (r <= 0) {
+          ADD_FAILURE() << "peer read ended after " << out.size() << " of " << n;
+          return out;
+        }
+        have_.resize(static_cast<std::size_t>(r));
+        pos_ = 0;
+      }
+      std::error_code ec;
+      const auto rest = std::span<const std::uint8_t>(have_).subspan(pos_);
+      const decode_result d = decoder_.put(rest, ec);
+      pos_ += d.consumed;
+      if (d.status == decode_status::error) {
+        ADD_FAILURE() << ec.message();
+        return out;
+      }
+      if (d.status == decode_status::message) {
+        const auto b = decoder_.message().bytes();
+        out.emplace_back(b.begin(), b.end());
+      }
+    }
+    return out;
+  }
+
+  // Answers every request 2001, all the answers in one write.
+  void answer_in_one_write(const std::vector<bytes>& requests) {
+    bytes all;
+    for (const bytes& r : requests) {
+      const message_view v = view(r);
+      message_header h = v.header();
+      h.flags &= static_cast<std::uint8_t>(~cmd_flags::request);
+      bytes a;
+      message_builder b(a, h);
+      if (auto sid = v.find(avp_code::session_id)) b.add_avp(*sid);
+      b.add_unsigned32(avp_code::result_code, 2001)
+          .add_string(avp_code::origin_host, "batch.example.net")
+          .add_string(avp_code::origin_realm, "example.net");
+      b.finish();
+      all.insert(all.end(), a.begin(), a.end());
+    }
+    write_all(all);
+  }
+
+ private:
+  void write_all(const bytes& b) {
+    ASSERT_EQ(::write(conn_, b.data(), b.size()), static_cast<ssize_t>(b.size()));
+  }
+
+  int conn_ = -1;
+  frame_decoder decoder_;
+  bytes have_;
+  std::size_t pos_ = 0;
+};
+
+// Requests queued on the connection together go out in one write, whether they come from
+// callers (posted to the strand) or from the completions of answers read together (collected
+// on the strand): not the first alone and the rest after it.
+TEST_F(connection_test, requests_that_come_together_leave_in_one_write) {
+  constexpr std::size_t n = 16;
+  batch_peer peer;
+  auto conn = make();
+  std::thread peer_thread([&] {
+    peer.accept_and_answer_cer();
+    // Round 1: the callers' requests.
+    const std::vector<bytes> first = peer.read_messages(n);
+    ASSERT_EQ(first.size(), n);
+    peer.answer_in_one_write(first);
+    // Round 2: sent by the completions of round 1.
+    const std::vector<bytes> second = peer.read_messages(n);
+    ASSERT_EQ(second.size(), n);
+    peer.answer_in_one_write(second);
+  });
+  ASSERT_FALSE(conn->connect(peer.address(), in(5s)));
+  const connection_stats opened = conn->stats();
+
+  std::mutex m;
+  std::vector<std::uint32_t> answered;  // Hop-by-Hop ids of the answers, in order
+  std::promise<void> all_done;
+  std::promise<connection_stats> after_first;
+  std::function<void(std::uint32_t)> send = [&](std::uint32_t hbh) {
+    conn->async_send(make_request(hbh, "s;" + std::to_string(hbh)), in(5s),
+                     [&, hbh](std::error_code ec, bytes a) {
+                       EXPECT_FALSE(ec) << ec.message();
+                       if (!ec) {
+                         EXPECT_EQ(view(a).header().hop_by_hop, hbh);
+                       }
+                       std::lock_guard lock(m);
+                       answered.push_back(hbh);
+                       if (answered.size() == n) after_first.set_value(conn->stats());
+                       if (hbh < n) {
+                         send(hbh + n);  // the next request, from the completion
+                       } else if (answered.size() == 2 * n) {
+                         all_done.set_value();
+                       }
+                     });
+  };
+  // From a handler on the I/O thread: every send is posted to the strand before the first
+  // of them runs.
+  asio::post(io_, [&] {
+    for (std::uint32_t i = 0; i < n; ++i)
+      send(i);
+  });
+  auto done = all_done.get_future();
+  ASSERT_EQ(done.wait_for(10s), std::future_status::ready);
+  peer_thread.join();
+
+  const connection_stats first = after_first.get_future().get();
+  const connection_stats last = conn->stats();
+  EXPECT_EQ(first.messages_sent - opened.messages_sent, n);
+  EXPECT_EQ(first.socket_writes - opened.socket_writes, 1U);  // round 1: one write
+  EXPECT_EQ(last.messages_sent - first.messages_sent, n);
+  EXPECT_EQ(last.socket_writes - first.socket_writes, 1U);  // round 2: one write
+  // The 16 answers of each round came in one write of 1.9 KB, more than the idle read
+  // buffer: read in one turn (a read, and the rest at once), not as two halves.
+  EXPECT_EQ(last.answers_received, 2 * n);
+  EXPECT_EQ(last.unmatched_answers, 0U);
 }
 
 TEST_F(connection_test, ipv6_literals_and_dns_names_work) {

@@ -5,10 +5,13 @@
 #include <atomic>
 #include <cstdlib>
 #include <new>
+#include <optional>
+#include <variant>
 
 #include "diampool/dictionary.hpp"
 #include "diampool/error.hpp"
 #include "diampool/frame_decoder.hpp"
+#include "diampool/peer_machine.hpp"
 #include "samples.hpp"
 
 namespace {
@@ -137,6 +140,130 @@ TEST(allocation, building_into_a_reused_vector_does_not_allocate) {
     b.finish();
   }
   EXPECT_EQ(allocations.load(), 0U);
+}
+
+// The peer machine's request indexes (by Hop-by-Hop id, by request, by deadline) reuse the
+// nodes of ended requests: a batch that ends entirely before the next one starts (the usual
+// shape when the completions of a batch of answers send the next batch) allocates nothing
+// for them until the driver calls trim() with nothing pending.
+class machine_batches : public ::testing::Test {
+ protected:
+  static constexpr std::size_t n = 16;
+
+  void SetUp() override {
+    peer_config c;
+    c.local.origin_host = "client.example.com";
+    c.local.origin_realm = "example.com";
+    c.local.auth_application_ids = {4};
+    m_.emplace(std::move(c), 7, 1'700'000'000);
+    const ip_address local = ip_address::v4({127, 0, 0, 1});
+    m_->start_connecting(now_);
+    m_->connected(now_, {&local, 1});
+    std::vector<std::vector<std::uint8_t>> cer = written();
+    ASSERT_EQ(cer.size(), 1U);
+    std::vector<std::uint8_t> cea = answer_to(cer[0], [](message_builder& b) {
+      b.add_address(avp_code::host_ip_address, ip_address::v4({127, 0, 0, 2}))
+          .add_unsigned32(avp_code::vendor_id, 0)
+          .add_string(avp_code::product_name, "peer")
+          .add_unsigned32(avp_code::auth_application_id, 4);
+    });
+    m_->receive(now_, cea);
+    while (m_->has_events())
+      m_->next_event();
+    ASSERT_TRUE(m_->ready());
+    message_header h;
+    h.flags = cmd_flags::request;
+    h.command_code = 272;
+    h.application_id = 4;
+    request_.clear();
+    message_builder b(request_, h);
+    b.add_string(avp_code::session_id, "client;1");
+    b.finish();
+    output_.reserve(64 * 1024);
+  }
+
+  template <typename More>
+  static std::vector<std::uint8_t> answer_to(const std::vector<std::uint8_t>& request, More more) {
+    std::error_code ec;
+    message_header h = message_view::parse(request, ec).header();
+    h.flags = 0;
+    std::vector<std::uint8_t> out;
+    message_builder b(out, h);
+    b.add_unsigned32(avp_code::result_code, 2001)
+        .add_string(avp_code::origin_host, "peer.example.net")
+        .add_string(avp_code::origin_realm, "example.net");
+    more(b);
+    b.finish();
+    return out;
+  }
+
+  std::vector<std::vector<std::uint8_t>> written() {
+    output_.clear();
+    m_->take_output(output_);
+    std::vector<std::vector<std::uint8_t>> out;
+    frame_decoder d;
+    std::span<const std::uint8_t> rest(output_);
+    while (!rest.empty()) {
+      std::error_code ec;
+      const decode_result r = d.put(rest, ec);
+      if (r.status != decode_status::message) break;
+      out.emplace_back(d.message().bytes().begin(), d.message().bytes().end());
+      rest = rest.subspan(r.consumed);
+    }
+    return out;
+  }
+
+  // Sends n requests and answers them all; returns the allocations made by the machine's
+  // calls (the answers' bytes handed over in the events are n of them).
+  std::size_t batch() {
+    std::size_t counted = 0;
+    {
+      counter c;
+      for (std::size_t i = 0; i < n; ++i) {
+        EXPECT_FALSE(m_->send(now_, next_id_++, request_, now_ + std::chrono::seconds(5)));
+      }
+      counting = false;
+      counted += allocations.load();
+    }
+    std::vector<std::uint8_t> answers;
+    for (const auto& r : written()) {
+      const auto a = answer_to(r, [](message_builder&) {});
+      answers.insert(answers.end(), a.begin(), a.end());
+    }
+    {
+      counter c;
+      m_->receive(now_, answers);
+      std::size_t events = 0;
+      while (m_->has_events()) {
+        if (std::holds_alternative<answer_received>(m_->next_event())) ++events;
+      }
+      counting = false;
+      counted += allocations.load();
+      EXPECT_EQ(events, n);
+    }
+    EXPECT_EQ(m_->pending_requests(), 0U);
+    return counted;
+  }
+
+  std::optional<peer_machine> m_;
+  steady_time now_{std::chrono::hours(1)};
+  std::vector<std::uint8_t> request_;
+  std::vector<std::uint8_t> output_;
+  std::uint64_t next_id_ = 1;
+};
+
+TEST_F(machine_batches, a_batch_after_a_finished_one_allocates_only_the_answers) {
+  batch();  // the first batch makes the nodes (and grows the event queue)
+  EXPECT_EQ(batch(), n);
+  EXPECT_EQ(batch(), n);
+}
+
+TEST_F(machine_batches, trim_with_nothing_pending_lets_the_nodes_go) {
+  batch();
+  m_->trim();
+  // The nodes are made again: three indexes, one node each per request.
+  EXPECT_GE(batch(), n + 3 * n);
+  EXPECT_EQ(batch(), n);
 }
 
 }  // namespace
