@@ -597,7 +597,7 @@ class load_generator {  // NOLINT(clang-analyzer-optin.performance.Padding)
     if (duration) end_ = t0_ + *duration;
     in_flight_.store(1, std::memory_order_relaxed);  // ours until every chain has started
     for (std::size_t i = 0; i < inflight_target_; ++i) {
-      if (!issue(static_cast<std::uint32_t>(i % addresses_.size()))) break;
+      if (!issue(static_cast<std::uint32_t>(i % addresses_.size()), clock::now())) break;
     }
     release();
   }
@@ -645,13 +645,13 @@ class load_generator {  // NOLINT(clang-analyzer-optin.performance.Padding)
     }
   };
 
-  bool issue(std::uint32_t address) {
+  // `now`: a completion passes the time it read, which is also this request's start.
+  bool issue(std::uint32_t address, clock::time_point now) {
     if (stopping_.load(std::memory_order_relaxed)) return false;
     if (reserved_.fetch_add(1, std::memory_order_relaxed) >= limit_) {
       stop();
       return false;
     }
-    const clock::time_point now = clock::now();
     if (now >= end_) {
       stop();
       return false;
@@ -677,7 +677,7 @@ class load_generator {  // NOLINT(clang-analyzer-optin.performance.Padding)
     if (step_ != 0) {
       address = static_cast<std::uint32_t>((address + step_) % addresses_.size());
     }
-    issue(address);
+    issue(address, now);
     release();
   }
 
