@@ -104,6 +104,18 @@ struct connection_stats {
 
 namespace detail {
 
+/// The clock reading of the connection event being handled on this thread (a read, write or
+/// timer completion, or a send), or steady_time{} outside one. Code run by a connection's
+/// completions (the pool's bookkeeping of an answer, a request sent from a completion) takes
+/// its timestamps from it rather than reading the clock once more per request.
+steady_time event_time() noexcept;
+
+/// event_time() when inside a connection event, else a fresh clock reading.
+inline steady_time event_time_or_now() noexcept {
+  const steady_time t = event_time();
+  return t != steady_time{} ? t : std::chrono::steady_clock::now();
+}
+
 // Type-erased completion of one operation, run on the connection's strand. An operation gives
 // itself up when it completes: complete(std::move(op), ...) hands it over to consume(), which
 // owns it from then on (and may pass it on rather than destroy it).

@@ -304,7 +304,8 @@ struct pool_entry : std::enable_shared_from_this<pool_entry> {
       return;
     }
     if (!ec) {
-      const steady_time now = clock::now();  // one clock read per answer, for both uses
+      // The answer's read, for both uses (no clock read of our own).
+      const steady_time now = detail::event_time_or_now();
       touch(now);
       const auto us = std::chrono::duration_cast<std::chrono::microseconds>(now - r->started);
       latency.record(static_cast<std::uint64_t>(std::max<std::int64_t>(us.count(), 0)));
@@ -1116,7 +1117,7 @@ void address_client::start_send(std::string_view address, detail::send_op_factor
   p.in_flight.fetch_add(1, std::memory_order_relaxed);
   r->cancel = std::move(cancel);
   r->deadline = deadline;
-  r->started = clock::now();
+  r->started = detail::event_time_or_now();  // no clock read when sent from a completion
   r->home = home;
   r->id = p.next_request.fetch_add(1, std::memory_order_relaxed);
   std::error_code ec;

@@ -39,6 +39,30 @@ std::error_code connection_config::validate(std::string* field) const {
 
 namespace {
 
+thread_local steady_time current_event_time{};
+
+// Marks this thread as handling a connection event read from the clock at `now`; nests.
+class event_scope {
+ public:
+  explicit event_scope(steady_time now) noexcept : prev_(current_event_time) {
+    current_event_time = now;
+  }
+  ~event_scope() { current_event_time = prev_; }
+  event_scope(const event_scope&) = delete;
+  event_scope& operator=(const event_scope&) = delete;
+
+ private:
+  steady_time prev_;
+};
+
+}  // namespace
+
+steady_time detail::event_time() noexcept {
+  return current_event_time;
+}
+
+namespace {
+
 // asio reports errno values in its own category and EOF in another; callers compare with
 // std::errc and diampool conditions, so errors leave the transport in the standard categories.
 std::error_code normalize(std::error_code ec) {
@@ -559,6 +583,7 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
   // publishes the state. Called after every input to the machine.
   void after_events() {
     const steady_time now = clock::now();
+    const event_scope in_event(now);
     // First what other threads observe (state, last error, counters), then the completions,
     // so that a caller woken by a completion sees the state that caused it.
     batch.clear();

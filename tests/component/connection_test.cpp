@@ -682,6 +682,25 @@ TEST_F(connection_test, requests_that_come_together_leave_in_one_write) {
   EXPECT_EQ(last.unmatched_answers, 0U);
 }
 
+// Completions run inside a connection event and see its clock reading (the pool takes its
+// timestamps from it); other code sees none.
+TEST_F(connection_test, completions_see_the_time_of_their_connection_event) {
+  auto conn = open();
+  EXPECT_EQ(detail::event_time(), steady_time{});
+  const steady_time before = clock::now();
+  std::promise<std::pair<steady_time, steady_time>> seen;
+  conn->async_send(make_request(1, "s"), in(5s), [&](std::error_code ec, bytes) {
+    EXPECT_FALSE(ec) << ec.message();
+    seen.set_value({detail::event_time(), clock::now()});
+  });
+  const auto [event, inside] = seen.get_future().get();
+  EXPECT_GE(event, before);  // read after the request was sent...
+  EXPECT_LE(event, inside);  // ... and before its completion ran
+  std::promise<steady_time> outside;
+  asio::post(io_, [&] { outside.set_value(detail::event_time()); });
+  EXPECT_EQ(outside.get_future().get(), steady_time{});  // a plain handler on the I/O thread
+}
+
 TEST_F(connection_test, ipv6_literals_and_dns_names_work) {
   std::unique_ptr<embedded_peer> v6;
   try {
