@@ -175,6 +175,7 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
     steady_time deadline;
   };
   bool collecting_sends = false;  // written on the strand only
+  static constexpr std::size_t early_write = 64;
   // Sends posted to the strand and not yet run: while more are queued, the one that runs
   // leaves the write to the last.
   std::atomic<std::uint32_t> posted_sends{0};
@@ -627,16 +628,17 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
     collecting_sends = true;
     for (auto& ev : batch) {
       std::visit([&](auto& e) { handle(now, e); }, ev);
+      // A long turn (a window of answers read at once) writes its first requests while it
+      // handles the rest, so that the peer works on them meanwhile.
+      if (deferred.size() >= early_write && !writing) {
+        submit_deferred(now);
+        flush();
+      }
     }
     collecting_sends = false;
     batch.clear();
-    if (!deferred.empty()) {
-      // A failing send completes at once and its caller may send again: that one is posted.
-      std::swap(deferred, deferred_spare);
-      for (auto& d : deferred_spare)
-        do_send(std::move(d.op), d.id, std::move(d.request), d.deadline, now, false);
-      deferred_spare.clear();
-    }
+    // A failing send completes at once and its caller may send again: that one is posted.
+    submit_deferred(now);
     if (opened) {
       log_event(log_level::info, "connection open", {{"peer", machine.peer().origin_host}});
       {
@@ -677,6 +679,14 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
     auto op = std::move(node.mapped());
     spare_sends.push_back(std::move(node));
     return op;
+  }
+
+  void submit_deferred(steady_time now) {
+    if (deferred.empty()) return;
+    std::swap(deferred, deferred_spare);
+    for (auto& d : deferred_spare)
+      do_send(std::move(d.op), d.id, std::move(d.request), d.deadline, now, false);
+    deferred_spare.clear();
   }
 
   // At the end of a turn, with nothing pending: what was kept for the next requests goes, so
