@@ -146,7 +146,7 @@ std::optional<steady_time> peer_machine::next_deadline() const noexcept {
     default:
       break;
   }
-  if (!deadlines_.empty()) consider(deadlines_.begin()->first);
+  if (!deadlines_.empty()) consider(deadlines_.top().when);
   return t;
 }
 
@@ -550,9 +550,9 @@ void peer_machine::advance(steady_time now) {
   last_input_ = now;
   // Request deadlines first: a request whose deadline passed gets timed_out even if the
   // connection fails in the same step.
-  while (!deadlines_.empty() && deadlines_.begin()->first <= now) {
-    const std::uint32_t hbh = deadlines_.begin()->second;
-    deadlines_.erase(deadlines_.begin());
+  while (!deadlines_.empty() && deadlines_.top().when <= now) {
+    const std::uint32_t hbh = deadlines_.top().key;
+    deadlines_.pop();
     auto it = pending_.find(hbh);
     if (it == pending_.end()) continue;
     const std::uint64_t request = it->second.request;
@@ -633,22 +633,27 @@ std::error_code peer_machine::send(steady_time /*now*/, std::uint64_t request,
   }
   count_output(before);
   counters_.requests_sent++;
-  const auto d = detail::insert_reusing(deadlines_, spare_deadlines_, deadline, hbh);
-  detail::insert_reusing(
+  const auto it = detail::insert_reusing(
       pending_, spare_pending_, hbh,
-      pending_entry{request, m.header().hop_by_hop, m.header().command_code, e2e, d});
+      pending_entry{request, m.header().hop_by_hop, m.header().command_code, e2e});
+  try {
+    deadlines_.push(deadline, hbh, &it->second);  // the node, hence the entry, stays put
+  } catch (...) {
+    pending_.erase(it);
+    throw;
+  }
   detail::insert_reusing(hbh_of_request_, spare_hbh_, request, hbh);
   return {};
 }
 
 void peer_machine::drop_spares() noexcept {
-  detail::drop_spares(spare_deadlines_);
+  deadlines_.release();  // empty here: its capacity goes
   detail::drop_spares(spare_hbh_);
   detail::drop_spares(spare_pending_);
 }
 
 void peer_machine::forget(decltype(pending_)::iterator it, bool deadline_erased) {
-  if (!deadline_erased) spare_deadlines_.push_back(deadlines_.extract(it->second.deadline));
+  if (!deadline_erased) deadlines_.remove(it->second.heap_pos);
   spare_hbh_.push_back(hbh_of_request_.extract(it->second.request));
   spare_pending_.push_back(pending_.extract(it));
 }
@@ -699,12 +704,11 @@ void peer_machine::close(steady_time now, std::error_code pending_error) {
 
 void peer_machine::fail_all_pending(std::error_code ec) {
   // In request order of deadlines, so outcomes are deterministic for tests.
-  for (const auto& [when, hbh] : deadlines_) {
-    auto it = pending_.find(hbh);
+  deadlines_.drain_in_order([&](const auto& d) {
+    auto it = pending_.find(d.key);
     if (it != pending_.end()) events_.emplace_back(request_failed{it->second.request, ec});
-  }
+  });
   pending_.clear();
-  deadlines_.clear();
   hbh_of_request_.clear();
   drop_spares();
 }

@@ -12,7 +12,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
-#include <map>
 #include <memory>
 #include <optional>
 #include <random>
@@ -26,6 +25,7 @@
 
 #include "diampool/builder.hpp"
 #include "diampool/codes.hpp"
+#include "diampool/detail/deadline_heap.hpp"
 #include "diampool/detail/random.hpp"
 #include "diampool/error.hpp"
 #include "diampool/frame_decoder.hpp"
@@ -284,7 +284,7 @@ class peer_machine {
     std::uint32_t caller_hop_by_hop = 0;
     std::uint32_t command_code = 0;  // an answer must carry the request's
     std::uint32_t end_to_end = 0;    // ditto (RFC 6733 3: agents never change it)
-    std::multimap<steady_time, std::uint32_t>::iterator deadline;
+    std::size_t heap_pos = 0;        // of its deadline, in deadlines_
   };
 
   void set_state(peer_state s);
@@ -330,13 +330,12 @@ class peer_machine {
   std::uint32_t e2e_next_;
   std::unordered_map<std::uint32_t, pending_entry> pending_;
   std::unordered_map<std::uint64_t, std::uint32_t> hbh_of_request_;
-  std::multimap<steady_time, std::uint32_t> deadlines_;
+  detail::deadline_heap<pending_entry, std::uint32_t> deadlines_;  // keyed by Hop-by-Hop id
   // Nodes of the three indexes taken out when a request ends and put back for the next one
   // (node handles): no heap allocation per request under load; trim() lets the spares go
   // when nothing is pending, so an idle connection keeps none.
   std::vector<decltype(pending_)::node_type> spare_pending_;
   std::vector<decltype(hbh_of_request_)::node_type> spare_hbh_;
-  std::vector<decltype(deadlines_)::node_type> spare_deadlines_;
   /// Ends the bookkeeping of the pending request `it` (its deadline entry too unless it was
   /// already erased), keeping the nodes for the next request.
   void forget(decltype(pending_)::iterator it, bool deadline_erased = false);
