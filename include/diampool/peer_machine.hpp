@@ -331,7 +331,7 @@ class peer_machine {
   std::unordered_map<std::uint32_t, pending_entry> pending_;
   std::unordered_map<std::uint64_t, std::uint32_t> hbh_of_request_;
   detail::deadline_heap<pending_entry, std::uint32_t> deadlines_;  // keyed by Hop-by-Hop id
-  // Nodes of the three indexes taken out when a request ends and put back for the next one
+  // Nodes of the two indexes taken out when a request ends and put back for the next one
   // (node handles): no heap allocation per request under load; trim() lets the spares go
   // when nothing is pending, so an idle connection keeps none.
   std::vector<decltype(pending_)::node_type> spare_pending_;

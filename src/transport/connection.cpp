@@ -871,6 +871,8 @@ void connection::start_send(std::unique_ptr<detail::send_op> op, std::uint64_t i
                  self->do_send(std::move(op), id, std::move(r), deadline, clock::now(), last);
                });
   } catch (...) {
+    // A send already run may have left the write to this one: it is written at the
+    // connection's next event (its watchdog timer at the latest).
     impl_->posted_sends.fetch_sub(1, std::memory_order_relaxed);
     throw;
   }
