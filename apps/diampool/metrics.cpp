@@ -132,6 +132,13 @@ class client_collector final : public prometheus::Collectable {
     auto received =
         family("diampool_connection_messages_received_total",
                "Messages read on the address's current connection.", MetricType::Counter);
+    auto reads = family("diampool_connection_socket_reads_total",
+                        "Socket reads that returned bytes on the address's current connection.",
+                        MetricType::Counter);
+    auto writes = family("diampool_connection_socket_writes_total",
+                         "Socket writes on the address's current connection (each carries every "
+                         "message queued since the last).",
+                         MetricType::Counter);
     auto pending = family("diampool_connection_pending_requests",
                           "Requests waiting for their answers on the address's connection.",
                           MetricType::Gauge);
@@ -144,11 +151,14 @@ class client_collector final : public prometheus::Collectable {
       add_value(reconnects, static_cast<double>(c.stats.reconnects), a);
       add_value(sent, static_cast<double>(c.stats.messages_sent), a);
       add_value(received, static_cast<double>(c.stats.messages_received), a);
+      add_value(reads, static_cast<double>(c.stats.socket_reads), a);
+      add_value(writes, static_cast<double>(c.stats.socket_writes), a);
       add_value(pending, static_cast<double>(c.stats.pending), a);
       latency.metric.push_back(latency_metric(c.latency, a));
     }
     latency.metric.push_back(latency_metric(s.latency, {{"address", "all"}}));
-    for (auto* f : {&up, &state, &reconnects, &sent, &received, &pending, &latency}) {
+    for (auto* f :
+         {&up, &state, &reconnects, &sent, &received, &reads, &writes, &pending, &latency}) {
       out.push_back(std::move(*f));
     }
     return out;

@@ -104,6 +104,10 @@ TEST(metrics_server, exposes_client_pool_address_and_peer_counters) {
   EXPECT_EQ(s.at("diampool_connection_state{address=\"" + peer.address() + "\",state=\"OPEN\"}"),
             1);
   EXPECT_EQ(s.at("diampool_request_duration_seconds_count" + a), 3);
+  // One at a time: the CER and each request in a write of its own, the CEA and each answer in
+  // a read of its own.
+  EXPECT_EQ(s.at("diampool_connection_socket_writes_total" + a), 4);
+  EXPECT_EQ(s.at("diampool_connection_socket_reads_total" + a), 4);
   EXPECT_EQ(s.at("diampool_request_duration_seconds_bucket{address=\"" + peer.address() +
                  "\",le=\"+Inf\"}"),
             3);
