@@ -153,6 +153,14 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
   std::list<backlog_entry> backlog;  // a list: nothing held while empty, the usual case
 
   std::unique_ptr<detail::connect_op> connect_op;
+  // A connect asked for while the last output of the previous connection (a DPA, answers
+  // owed) is still being written: started once that socket is closed.
+  struct waiting_connect {
+    std::unique_ptr<detail::connect_op> op;
+    std::string address;
+    steady_time deadline;
+  };
+  std::unique_ptr<waiting_connect> connect_after_close;
   bool dialing = false;
   bool dial_timed_out = false;
   steady_time dial_deadline = steady_time::max();
@@ -198,7 +206,7 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
   // ---- connect ----
 
   void do_connect(std::unique_ptr<detail::connect_op> op, std::string addr, steady_time deadline) {
-    if (connect_op || dialing) {
+    if (connect_op || dialing || connect_after_close) {
       detail::complete(std::move(op), std::make_error_code(std::errc::operation_in_progress));
       return;
     }
@@ -216,6 +224,13 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
     std::string port;
     if (auto ec = split_address(addr, host, port)) {
       detail::complete(std::move(op), ec);
+      return;
+    }
+    if (transport_closing && socket.is_open()) {
+      // The previous connection still writes its last output (the DPA to a peer's DPR, say):
+      // it gets its linger (bounded by write_timeout and dpa_timeout) before the new dial.
+      connect_after_close = std::make_unique<waiting_connect>(
+          waiting_connect{std::move(op), std::move(addr), deadline});
       return;
     }
     address = std::move(addr);
@@ -324,6 +339,10 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
   }
 
   void do_cancel_connect() {
+    if (auto w = std::move(connect_after_close)) {
+      detail::complete(std::move(w->op), error::cancelled);
+      return;
+    }
     if (!connect_op) return;
     if (dialing) {
       abandon_dial(error::cancelled);
@@ -548,6 +567,7 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
 
   void abort_transport(std::error_code reason) {
     close_pending_error = reason;
+    if (auto w = std::move(connect_after_close)) detail::complete(std::move(w->op), reason);
     if (dialing) {
       dialing = false;
       resolver.cancel();
@@ -569,6 +589,13 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
     transport_closing = false;
     linger_deadline = steady_time::max();
     complete_close_ops();
+    if (connect_after_close) {
+      asio::post(strand, [self = shared_from_this()] {
+        if (auto w = std::move(self->connect_after_close)) {
+          self->do_connect(std::move(w->op), std::move(w->address), w->deadline);
+        }
+      });
+    }
   }
 
   void complete_close_ops() {
@@ -837,6 +864,9 @@ connection::~connection() {
       if (self->socket.is_open() || self->dialing || !self->sends.empty() ||
           !self->backlog.empty()) {
         self->abort_transport(error::connection_closed);
+      }
+      if (auto w = std::move(self->connect_after_close)) {
+        detail::complete(std::move(w->op), error::connection_closed);
       }
       self->complete_connect(error::connection_closed);
       self->timer.cancel();

@@ -538,7 +538,11 @@ class batch_peer : public test::loopback_socket {
 
   // Accepts the client and answers its CER with a CEA 2001.
   void accept_and_answer_cer() {
+    if (conn_ >= 0) ::close(conn_);
     conn_ = ::accept(fd_, nullptr, nullptr);
+    decoder_.reset();
+    have_.clear();
+    pos_ = 0;
     ASSERT_GE(conn_, 0);
     const std::vector<bytes> cer = read_messages(1);
     ASSERT_EQ(cer.size(), 1U);
@@ -607,11 +611,36 @@ class batch_peer : public test::loopback_socket {
     write_all(all);
   }
 
- private:
+  // Reads until the client closes; returns the messages that are not requests (answers).
+  std::vector<bytes> answers_until_eof() {
+    std::vector<bytes> out;
+    frame_decoder d(4 * 1024 * 1024);
+    std::span<const std::uint8_t> rest = std::span<const std::uint8_t>(have_).subspan(pos_);
+    bytes buf(256 * 1024);
+    for (;;) {
+      while (!rest.empty()) {
+        std::error_code ec;
+        const decode_result r = d.put(rest, ec);
+        if (r.status == decode_status::error) {
+          ADD_FAILURE() << ec.message();
+          return out;
+        }
+        rest = rest.subspan(r.consumed);
+        if (r.status == decode_status::message && !d.message().header().is_request()) {
+          out.emplace_back(d.message().bytes().begin(), d.message().bytes().end());
+        }
+      }
+      const ssize_t n = ::read(conn_, buf.data(), buf.size());
+      if (n <= 0) return out;
+      rest = std::span<const std::uint8_t>(buf.data(), static_cast<std::size_t>(n));
+    }
+  }
+
   void write_all(const bytes& b) {
     ASSERT_EQ(::write(conn_, b.data(), b.size()), static_cast<ssize_t>(b.size()));
   }
 
+ private:
   int conn_ = -1;
   frame_decoder decoder_;
   bytes have_;
@@ -708,6 +737,58 @@ TEST_F(connection_test, a_long_turn_writes_its_first_requests_early) {
       io_, [&] { return make(c); }, 128);
   EXPECT_EQ(round1, 1U);  // posted by callers: no completions to overlap with
   EXPECT_EQ(round2, 2U);
+}
+
+// RFC 6733 5.4: a DPR is answered with a DPA. When the DPA waits behind a write still under
+// way and the owner reconnects at once (as a pool does), the new dial waits for the old
+// socket's last output (within its linger) instead of dropping it.
+TEST_F(connection_test, a_reconnect_right_after_a_peer_dpr_still_delivers_the_dpa) {
+  connection_config c = test_config();
+  c.peer.max_message_size = 1024 * 1024;
+  c.write_timeout = 10s;
+  c.peer.dpa_timeout = 5s;  // the linger: min(write_timeout, dpa_timeout)
+  batch_peer peer;
+  auto conn = make(c);
+  std::promise<void> cer_done;
+  std::thread accept([&] {
+    peer.accept_and_answer_cer();
+    cer_done.set_value();
+  });
+  ASSERT_FALSE(conn->connect(peer.address(), in(5s)));
+  cer_done.get_future().wait();
+  accept.join();
+  // The peer does not read: 16 MiB of requests keep the client's write under way.
+  const bytes big = make_request(1, std::string(512 * 1024, 'x'));
+  std::vector<std::future<bytes>> futures;
+  for (int i = 0; i < 32; ++i)
+    futures.push_back(conn->async_send(big, in(20s), asio::use_future));
+  ASSERT_TRUE(test::eventually([&] { return conn->stats().socket_writes >= 2; }));
+  message_header h;
+  h.flags = cmd_flags::request;
+  h.command_code = command::disconnect_peer;
+  h.hop_by_hop = 0x5150;
+  h.end_to_end = 0x5151;
+  bytes dpr;
+  message_builder b(dpr, h);
+  b.add_string(avp_code::origin_host, "batch.example.net")
+      .add_string(avp_code::origin_realm, "example.net")
+      .add_integer32(avp_code::disconnect_cause, disconnect_cause::rebooting);
+  b.finish();
+  peer.write_all(dpr);
+  ASSERT_TRUE(test::eventually([&] { return conn->state() == peer_state::closed; }));
+  auto reconnected = conn->async_connect(peer.address(), in(10s), asio::use_future);
+  // The peer now reads the rest, to the end of the old connection, then takes the new one.
+  const std::vector<bytes> answers = peer.answers_until_eof();
+  ASSERT_EQ(answers.size(), 1U) << "no DPA before the old connection closed";
+  EXPECT_EQ(view(answers[0]).header().command_code, command::disconnect_peer);
+  EXPECT_EQ(view(answers[0]).header().hop_by_hop, 0x5150U);
+  EXPECT_EQ(view(answers[0]).find(avp_code::result_code)->as_unsigned32(), 2001U);
+  peer.accept_and_answer_cer();
+  EXPECT_NO_THROW(reconnected.get());
+  EXPECT_EQ(conn->state(), peer_state::open);
+  for (auto& f : futures) {
+    EXPECT_THROW(f.get(), std::system_error);  // failed by the DPR: connection_closed
+  }
 }
 
 // Completions run inside a connection event and see its clock reading (the pool takes its
