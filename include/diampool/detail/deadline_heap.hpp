@@ -33,8 +33,7 @@ class deadline_heap {
 
   void push(time_point when, Key key, Entry* entry) {
     items_.push_back({when, next_seq_++, key, entry});
-    entry->heap_pos = items_.size() - 1;
-    sift_up(items_.size() - 1);
+    sift_up(items_.size() - 1);  // sets entry->heap_pos
   }
 
   /// Removes the entry at `pos` (an Entry's heap_pos).
