@@ -1,7 +1,9 @@
 #include "diampool/connection.hpp"
 
 #include <gtest/gtest.h>
+#include <linux/sockios.h>
 #include <netinet/in.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -640,6 +642,14 @@ class batch_peer : public test::loopback_socket {
     ASSERT_EQ(::write(conn_, b.data(), b.size()), static_cast<ssize_t>(b.size()));
   }
 
+  // Bytes written and not yet acknowledged by the client's kernel (0: they are in its
+  // receive queue).
+  int unacked() const {
+    int n = -1;
+    EXPECT_EQ(::ioctl(conn_, SIOCOUTQ, &n), 0);
+    return n;
+  }
+
  private:
   int conn_ = -1;
   frame_decoder decoder_;
@@ -737,6 +747,77 @@ TEST_F(connection_test, a_long_turn_writes_its_first_requests_early) {
       io_, [&] { return make(c); }, 128);
   EXPECT_EQ(round1, 1U);  // posted by callers: no completions to overlap with
   EXPECT_EQ(round2, 2U);
+}
+
+// Answers that arrive on several connections of one thread at once are all handled before the
+// requests their completions send are written: the writes of a round go out together, and the
+// peer is woken once for them rather than once per connection. Each completion sees the
+// socket writes of both connections where they were before the round.
+TEST_F(connection_test, answers_read_together_are_all_handled_before_any_write) {
+  batch_peer peer_a;
+  batch_peer peer_b;
+  auto a = connection::create(io_.get_executor(), test_config());
+  auto b = connection::create(io_.get_executor(), test_config());
+  std::thread accept([&] {
+    peer_a.accept_and_answer_cer();
+    peer_b.accept_and_answer_cer();
+  });
+  EXPECT_FALSE(a->connect(peer_a.address(), in(5s)));
+  EXPECT_FALSE(b->connect(peer_b.address(), in(5s)));
+  accept.join();
+  const auto writes = [&] { return a->stats().socket_writes + b->stats().socket_writes; };
+
+  std::mutex m;
+  std::vector<std::uint64_t> seen;  // writes() in each first-round completion
+  std::promise<void> done;
+  int answered = 0;
+  const auto send = [&](connection& c, std::uint32_t hbh, bool again) {
+    c.async_send(make_request(hbh, "s"), in(5s), [&, hbh, again](std::error_code ec, bytes ans) {
+      EXPECT_FALSE(ec) << ec.message();
+      if (!ec) {
+        EXPECT_EQ(view(ans).header().hop_by_hop, hbh);
+      }
+      std::lock_guard lock(m);
+      if (again) {
+        seen.push_back(writes());
+        c.async_send(make_request(hbh + 10, "s"), in(5s), [&](std::error_code e, bytes) {
+          EXPECT_FALSE(e) << e.message();
+          std::lock_guard l(m);
+          if (++answered == 2) done.set_value();
+        });
+      }
+    });
+  };
+  send(*a, 1, true);
+  send(*b, 2, true);
+  const std::vector<bytes> first_a = peer_a.read_messages(1);
+  const std::vector<bytes> first_b = peer_b.read_messages(1);
+  const std::uint64_t before = writes();
+
+  // The I/O thread is held while both answers arrive, so one reactor round brings both.
+  std::promise<void> held;
+  std::promise<void> release;
+  asio::post(io_, [&] {
+    held.set_value();
+    release.get_future().wait();
+  });
+  held.get_future().wait();
+  peer_a.answer_in_one_write(first_a);
+  peer_b.answer_in_one_write(first_b);
+  EXPECT_TRUE(test::eventually([&] { return peer_a.unacked() == 0 && peer_b.unacked() == 0; }));
+  release.set_value();
+
+  const std::vector<bytes> second_a = peer_a.read_messages(1);
+  const std::vector<bytes> second_b = peer_b.read_messages(1);
+  ASSERT_EQ(second_a.size(), 1U);
+  ASSERT_EQ(second_b.size(), 1U);
+  peer_a.answer_in_one_write(second_a);
+  peer_b.answer_in_one_write(second_b);
+  ASSERT_EQ(done.get_future().wait_for(10s), std::future_status::ready);
+  EXPECT_EQ(seen, (std::vector<std::uint64_t>{before, before}));
+  EXPECT_EQ(writes(), before + 2);  // then one write each
+  a->abort(error::connection_closed);
+  b->abort(error::connection_closed);
 }
 
 // RFC 6733 5.4: a DPR is answered with a DPA. When the DPA waits behind a write still under
