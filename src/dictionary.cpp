@@ -33,16 +33,24 @@ dictionary& dictionary::operator=(const dictionary& other) {
   return *this;
 }
 
+void dictionary::index_avp(const avp_definition& d) {
+  avp_by_code_[key(d.code, d.vendor_id)] = &d;
+  avp_by_name_[d.name] = &d;
+  if (d.vendor_id == 0 && d.code < direct_codes) {
+    if (d.code >= avp_by_small_code_.size()) avp_by_small_code_.resize(d.code + 1, nullptr);
+    avp_by_small_code_[d.code] = &d;
+  }
+}
+
 void dictionary::reindex() {
+  avp_by_small_code_.clear();
   avp_by_code_.clear();
   avp_by_name_.clear();
   command_by_code_.clear();
   command_by_name_.clear();
   application_by_id_.clear();
-  for (const auto& d : avps_) {
-    avp_by_code_[key(d.code, d.vendor_id)] = &d;
-    avp_by_name_[d.name] = &d;
-  }
+  for (const auto& d : avps_)
+    index_avp(d);
   for (const auto& c : commands_) {
     command_by_code_[c.code] = &c;
     command_by_name_[c.name] = &c;
@@ -59,9 +67,7 @@ void dictionary::add(avp_definition def) {
     reindex();  // names may have changed
     return;
   }
-  const auto& d = avps_.emplace_back(std::move(def));
-  avp_by_code_[key(d.code, d.vendor_id)] = &d;
-  avp_by_name_[d.name] = &d;
+  index_avp(avps_.emplace_back(std::move(def)));
 }
 
 void dictionary::add(command_definition def) {
@@ -98,6 +104,9 @@ void dictionary::merge(const dictionary& other) {
 
 const avp_definition* dictionary::find_avp(std::uint32_t code,
                                            std::uint32_t vendor_id) const noexcept {
+  if (vendor_id == 0 && code < direct_codes) {
+    return code < avp_by_small_code_.size() ? avp_by_small_code_[code] : nullptr;
+  }
   auto it = avp_by_code_.find(key(code, vendor_id));
   return it == avp_by_code_.end() ? nullptr : it->second;
 }

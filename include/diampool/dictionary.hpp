@@ -105,10 +105,16 @@ class dictionary {
     return (std::uint64_t{vendor} << 32) | code;
   }
   void reindex();
+  void index_avp(const avp_definition& d);
+
+  // IETF AVPs (vendor 0) with small codes, by code: the lookup every received message makes
+  // for each of its AVPs (check_avps) is an index, not a hash. Null where none is defined.
+  static constexpr std::uint32_t direct_codes = 1024;
 
   std::deque<avp_definition> avps_;
   std::deque<command_definition> commands_;
   std::deque<application_definition> applications_;
+  std::vector<const avp_definition*> avp_by_small_code_;
   std::unordered_map<std::uint64_t, const avp_definition*> avp_by_code_;
   std::unordered_map<std::string_view, const avp_definition*> avp_by_name_;
   std::unordered_map<std::uint32_t, const command_definition*> command_by_code_;

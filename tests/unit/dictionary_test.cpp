@@ -2,6 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <iterator>
+#include <string>
+
 #include "diampool/codes.hpp"
 #include "diampool/error.hpp"
 #include "samples.hpp"
@@ -168,6 +172,45 @@ TEST(dictionary, copies_and_moves_keep_lookups_valid) {
   dictionary c = std::move(a);
   ASSERT_NE(c.find_avp("Only-In-A"), nullptr);
   EXPECT_EQ(c.find_avp(9)->name, "Only-In-A");
+}
+
+// Small IETF codes are looked up in a table, the rest in a hash: both give the same answers on
+// either side of the table's edge, for vendors too, in copies and after replacement.
+TEST(dictionary, lookups_by_code_agree_on_both_sides_of_the_small_code_table) {
+  dictionary d;
+  const std::uint32_t codes[] = {0, 1, 700, 1023, 1024, 1025, 70000};
+  for (const std::uint32_t c : codes)
+    d.add(avp_definition{c, 0, "A" + std::to_string(c), avp_type::unsigned32, flag_rule::may, {}});
+  d.add(avp_definition{5, 10415, "Vendor-5", avp_type::unsigned32, flag_rule::must, {}});
+  d.add(avp_definition{1023, 0, "Replaced", avp_type::grouped, flag_rule::may, {}});
+  const auto expect_lookups = [&](const dictionary& x) {
+    for (std::uint32_t c = 0; c < 1100; ++c) {
+      const avp_definition* def = x.find_avp(c);
+      const bool defined = std::find(std::begin(codes), std::end(codes), c) != std::end(codes);
+      ASSERT_EQ(def != nullptr, defined) << c;
+      if (def != nullptr) {
+        EXPECT_EQ(def->code, c);
+        EXPECT_EQ(def->vendor_id, 0U);
+      }
+    }
+    EXPECT_EQ(x.find_avp(70000)->name, "A70000");
+    EXPECT_EQ(x.find_avp(1023)->name, "Replaced");
+    EXPECT_EQ(x.find_avp(1023)->type, avp_type::grouped);
+    EXPECT_EQ(x.find_avp(5, 10415)->name, "Vendor-5");
+    EXPECT_EQ(x.find_avp(5, 1), nullptr);
+    EXPECT_EQ(x.find_avp(700, 10415), nullptr);
+    EXPECT_EQ(x.find_avp(0xFFFFFFFF), nullptr);
+  };
+  expect_lookups(d);
+  const dictionary copy = d;
+  expect_lookups(copy);
+  dictionary moved = std::move(d);
+  expect_lookups(moved);
+  dictionary assigned = dictionary::base();
+  assigned = copy;
+  expect_lookups(assigned);
+  EXPECT_EQ(dictionary::base().find_avp(avp_code::origin_host)->name, "Origin-Host");
+  EXPECT_EQ(dictionary::base().find_avp(1023), nullptr);
 }
 
 TEST(dictionary, merge_adds_and_replaces) {
