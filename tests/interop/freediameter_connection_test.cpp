@@ -35,6 +35,9 @@
 //     still retried on. Both sides then run RFC 3539 REOPEN at once: three DWRs each way,
 //     interleaved, all answered; freeDiameter logs 'STATE_REOPEN' -> 'STATE_OPEN' and answers
 //     the request that follows;
+//   - after a DPR/DPA close, an immediate connect() with the same Origin-Host was closed
+//     before any CEA in about one full-suite run in five (ctest -j2: freeDiameter slower to
+//     end the old connection); it is retried the same way;
 //   - a DPR received while requests are still being routed: STATE_CLOSING_GRACE, the DPA goes
 //     out among the remaining answers (some answers come after it); with run.sh's dump
 //     variant it often deadlocks there instead, in its dbg_msg_dumps extension (see
@@ -303,6 +306,36 @@ class freediameter_connection : public ::testing::Test {
     return f.get();
   }
 
+  // connect(), repeated at once while freeDiameter refuses the Origin-Host transiently: until
+  // it has processed the end of an earlier connection with that Origin-Host (after an abort,
+  // and under load also after a DPR/DPA close), a CER gets CEA 5012 or is closed unanswered
+  // (handshake_failed, Result-Code 0). For at most 2 s. `outcomes`: each attempt's result.
+  std::error_code connect_past_transient_refusals(connection& c,
+                                                  std::vector<std::string>& outcomes) {
+    const auto start = clock::now();
+    for (;;) {
+      const std::error_code ec = connect(c);
+      if (!ec) {
+        outcomes.push_back("OPEN");
+        return ec;
+      }
+      const auto s = c.stats();
+      const std::uint32_t rc = s.handshake ? s.handshake->result_code : 0xFFFFFFFF;
+      outcomes.push_back(ec.message() + " " + std::to_string(rc) +
+                         (s.handshake ? " (" + s.handshake->reason + ")" : ""));
+      const bool transient =
+          ec == error::handshake_failed && (rc == result_code::unable_to_comply || rc == 0);
+      if (!transient || clock::now() - start >= 2s) return ec;
+    }
+  }
+
+  static std::string joined(const std::vector<std::string>& outcomes) {
+    std::string all;
+    for (const auto& o : outcomes)
+      all += (all.empty() ? "" : "; ") + o;
+    return all;
+  }
+
   std::shared_ptr<connection> open(const std::string& origin_host) {
     auto c = make(config_for(origin_host));
     const auto ec = connect(*c);
@@ -509,7 +542,9 @@ TEST_F(freediameter_connection, watchdogs_both_ways) {
 
 // 4. close(): DPR, freeDiameter's DPA (it then closes its side too; either order is fine),
 // CLOSED with no error, well before dpa_timeout. The same connection object then connects
-// again at once (a DPR close leaves nothing for freeDiameter to clean up): no REOPEN.
+// again at once: no REOPEN. (freeDiameter usually has the old connection ended by then; under
+// load its CER may still be refused for a moment, like after abort() in case 6, and is then
+// retried.)
 TEST_F(freediameter_connection, close_sends_dpr_and_ends_closed) {
   const std::string me = "c-close.example.com";
   auto c = open(me);
@@ -531,13 +566,18 @@ TEST_F(freediameter_connection, close_sends_dpr_and_ends_closed) {
   ASSERT_TRUE(r);
   EXPECT_EQ(r->ec, error::not_open);
   // Reconnect on the same object.
-  const auto ec = connect(*c);
-  ASSERT_FALSE(ec) << ec.message() << " (handshake result "
-                   << (c->stats().handshake ? c->stats().handshake->result_code : 0) << ")";
+  std::vector<std::string> outcomes;
+  const auto ec = connect_past_transient_refusals(*c, outcomes);
+  ASSERT_FALSE(ec) << joined(outcomes);
   EXPECT_TRUE(c->ready());
   const auto again = c->stats();
   EXPECT_EQ(again.reconnects, 1U);
-  EXPECT_EQ(again.dwr_sent, 0U) << "REOPEN after a clean close";
+  if (outcomes.size() == 1) {
+    EXPECT_EQ(again.dwr_sent, 0U) << "REOPEN after a clean close";
+  } else {
+    // A refused attempt is a failed connection: the one after it runs REOPEN.
+    note("reconnect attempts after close(): " + joined(outcomes));
+  }
   expect_request_answered(*c, me, 3);
   ASSERT_TRUE(close(*c));
   EXPECT_EQ(c->state(), peer_state::closed);
@@ -558,27 +598,11 @@ TEST_F(freediameter_connection, reconnects_after_abort_with_reopen_both_sides) {
       << to_string(c->state());
   EXPECT_EQ(c->stats().last_error, error::connection_closed);
   std::vector<std::string> outcomes;
-  std::error_code ec;
   const auto start = clock::now();
-  while (true) {
-    ec = connect(*c);
-    if (!ec) {
-      outcomes.push_back("OPEN");
-      break;
-    }
-    const auto s = c->stats();
-    const std::uint32_t rc = s.handshake ? s.handshake->result_code : 0xFFFFFFFF;
-    const bool transient =
-        ec == error::handshake_failed && (rc == result_code::unable_to_comply || rc == 0);
-    outcomes.push_back(ec.message() + " " + std::to_string(rc) +
-                       (s.handshake ? " (" + s.handshake->reason + ")" : ""));
-    ASSERT_TRUE(transient) << "not a transient outcome: " << outcomes.back();
-    ASSERT_LT(clock::now() - start, 2s) << "still refused after 2 s: " << outcomes.back();
-  }
-  std::string seen;
-  for (const auto& o : outcomes)
-    seen += (seen.empty() ? "" : "; ") + o;
-  note("connect attempts after abort() (" + std::to_string(ms_since(start)) + " ms): " + seen);
+  const auto ec = connect_past_transient_refusals(*c, outcomes);
+  ASSERT_FALSE(ec) << joined(outcomes);
+  note("connect attempts after abort() (" + std::to_string(ms_since(start)) +
+       " ms): " + joined(outcomes));
   EXPECT_TRUE(c->ready());
   auto s = c->stats();
   EXPECT_EQ(s.state, peer_state::open);
@@ -615,10 +639,10 @@ TEST_F(freediameter_connection, second_connection_with_same_origin_host_gets_501
   expect_request_answered(*first, me, 5);
   ASSERT_TRUE(close(*first));
   // Once the first has closed with DPR, the refused one connects: a first open, so no REOPEN.
-  const auto ec = connect(*second);
-  ASSERT_FALSE(ec) << ec.message() << " (handshake result "
-                   << (second->stats().handshake ? second->stats().handshake->result_code : 0)
-                   << ")";
+  std::vector<std::string> outcomes;
+  const auto ec = connect_past_transient_refusals(*second, outcomes);
+  ASSERT_FALSE(ec) << joined(outcomes);
+  if (outcomes.size() > 1) note("connect attempts after the first closed: " + joined(outcomes));
   const auto t = second->stats();
   EXPECT_EQ(t.reconnects, 0U);
   EXPECT_EQ(t.dwr_sent, 0U) << "REOPEN after a connection that never opened";
