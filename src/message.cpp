@@ -5,18 +5,6 @@
 
 namespace diampool {
 
-message_header message_header::read(const std::uint8_t* p) noexcept {
-  message_header h;
-  h.version = p[0];
-  h.length = detail::load_u24(p + 1);
-  h.flags = p[4];
-  h.command_code = detail::load_u24(p + 5);
-  h.application_id = detail::load_u32(p + 8);
-  h.hop_by_hop = detail::load_u32(p + 12);
-  h.end_to_end = detail::load_u32(p + 16);
-  return h;
-}
-
 void message_header::write(std::uint8_t* p) const noexcept {
   p[0] = version;
   detail::store_u24(p + 1, length);
@@ -43,8 +31,8 @@ std::size_t check_header(const std::uint8_t* p, std::size_t max_size,
   return ec ? 0 : length;
 }
 
-message_view message_view::parse(std::span<const std::uint8_t> bytes, std::error_code& ec,
-                                 std::size_t max_size) noexcept {
+message_view message_view::parse_checked(std::span<const std::uint8_t> bytes, std::error_code& ec,
+                                         std::size_t max_size) noexcept {
   if (bytes.size() < header_size) {
     ec = error::message_too_short;
     return {};

@@ -8,6 +8,7 @@
 #include <system_error>
 
 #include "diampool/avp.hpp"
+#include "diampool/detail/endian.hpp"
 
 namespace diampool {
 
@@ -45,7 +46,17 @@ struct message_header {
   bool is_retransmit() const noexcept { return (flags & cmd_flags::retransmit) != 0; }
 
   /// Reads the header from 20 bytes without any check.
-  static message_header read(const std::uint8_t* p) noexcept;
+  static message_header read(const std::uint8_t* p) noexcept {
+    message_header h;
+    h.version = p[0];
+    h.length = detail::load_u24(p + 1);
+    h.flags = p[4];
+    h.command_code = detail::load_u24(p + 5);
+    h.application_id = detail::load_u32(p + 8);
+    h.hop_by_hop = detail::load_u32(p + 12);
+    h.end_to_end = detail::load_u32(p + 16);
+    return h;
+  }
 
   /// Writes the header into 20 bytes (length and command code truncated to 24 bits).
   void write(std::uint8_t* p) const noexcept;
@@ -65,7 +76,22 @@ class message_view {
   /// Views `bytes` as one message. The header must pass check_header() and its length must be
   /// exactly bytes.size(). The AVPs are not checked here: walk them, or call validate().
   static message_view parse(std::span<const std::uint8_t> bytes, std::error_code& ec,
-                            std::size_t max_size = max_length_field) noexcept;
+                            std::size_t max_size = max_length_field) noexcept {
+    // Inline, as every message sent or received goes through here (up to four times per
+    // request): the header's fields go straight into the view. Errors are told out of line.
+    if (bytes.size() >= header_size) {
+      const std::uint8_t* p = bytes.data();
+      const std::size_t length = detail::load_u24(p + 1);
+      if (p[0] == 1 && length == bytes.size() && length <= max_size && (length & 3) == 0) {
+        ec.clear();
+        message_view m;
+        m.header_ = message_header::read(p);
+        m.bytes_ = bytes;
+        return m;
+      }
+    }
+    return parse_checked(bytes, ec, max_size);
+  }
 
   const message_header& header() const noexcept { return header_; }
   std::span<const std::uint8_t> bytes() const noexcept { return bytes_; }
@@ -80,6 +106,10 @@ class message_view {
   std::optional<avp> find(std::uint32_t code, std::uint32_t vendor_id = 0) const noexcept;
 
  private:
+  // parse() one check at a time, for the error of bytes that are not one valid message.
+  static message_view parse_checked(std::span<const std::uint8_t> bytes, std::error_code& ec,
+                                    std::size_t max_size) noexcept;
+
   message_header header_{};
   std::span<const std::uint8_t> bytes_{};
 };

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include "diampool/codes.hpp"
 #include "diampool/error.hpp"
 #include "samples.hpp"
 
@@ -88,6 +89,38 @@ TEST(message_view, rejects_length_that_does_not_match_the_bytes) {
   EXPECT_EQ(ec, error::message_too_short);
   message_view::parse(std::span(bytes).first(128), ec, 100);
   EXPECT_EQ(ec, error::message_too_long);
+}
+
+// Each header fault gives its own error and an empty view; a good parse after one clears the
+// error (callers reuse one error_code).
+TEST(message_view, tells_each_header_fault_and_clears_the_error_on_success) {
+  const std::vector<std::uint8_t> good = test::hex(test::reference_cer_hex);
+  std::error_code ec;
+  const auto fails = [&](std::vector<std::uint8_t> b, std::error_code want,
+                         std::size_t max = max_length_field) {
+    const message_view m = message_view::parse(b, ec, max);
+    EXPECT_EQ(ec, want);
+    EXPECT_TRUE(m.bytes().empty());
+    EXPECT_EQ(m.header(), message_header{});
+  };
+  std::vector<std::uint8_t> b = good;
+  b[0] = 2;
+  fails(b, error::bad_version);
+  b = good;
+  b[3] = static_cast<std::uint8_t>(b[3] + 2);  // 130: not a multiple of 4
+  b.resize(130, 0);
+  fails(b, error::bad_message_length);
+  b = good;
+  b[1] = b[2] = 0;
+  b[3] = 16;  // under the header's own size
+  b.resize(16);
+  fails(b, error::message_too_short);
+  fails(good, error::message_too_long, good.size() - 4);
+  const message_view m = message_view::parse(good, ec, good.size());
+  EXPECT_FALSE(ec);
+  EXPECT_EQ(m.bytes().size(), good.size());
+  EXPECT_EQ(m.header().length, good.size());
+  EXPECT_EQ(m.header().command_code, command::capabilities_exchange);
 }
 
 TEST(message_view, find_stops_at_a_malformed_avp) {
