@@ -120,8 +120,9 @@ struct address_client::impl : std::enable_shared_from_this<address_client::impl>
   bool close_finished = false;  // under close_m
 
   // client counters
-  std::atomic<std::uint64_t> requests{0}, responses{0}, errors{0}, timeouts{0}, cancels{0},
-      in_flight{0}, next_request{1};
+  // next_request - 1: the requests taken so far (each gets its id from it).
+  std::atomic<std::uint64_t> responses{0}, errors{0}, timeouts{0}, cancels{0}, in_flight{0},
+      next_request{1};
   // pool counters
   std::atomic<std::uint64_t> created{0}, failed{0}, reconnects{0}, closed_conns{0}, idle{0},
       lifetimes{0}, health_checks{0};
@@ -1113,7 +1114,6 @@ void address_client::start_send(std::string_view address, detail::send_op_factor
   std::shared_lock life(p.life_m);
   const executor_type home = p.dead ? executor_type(asio::system_executor()) : executor_;
   request_ptr r = make_op.make(home, cancel);
-  p.requests.fetch_add(1, std::memory_order_relaxed);
   p.in_flight.fetch_add(1, std::memory_order_relaxed);
   r->cancel = std::move(cancel);
   r->deadline = deadline;
@@ -1220,7 +1220,7 @@ std::error_code address_client::send_and_forget(std::string_view address,
 client_stats address_client::stats() const {
   const impl& p = *impl_;
   client_stats s;
-  s.total_requests = p.requests.load();
+  s.total_requests = p.next_request.load() - 1;
   s.total_responses = p.responses.load();
   s.total_errors = p.errors.load();
   s.total_timeouts = p.timeouts.load();
