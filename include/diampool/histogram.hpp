@@ -9,8 +9,9 @@
 // so a histogram holds a few hundred bytes rather than all its counters.
 //
 // record() is thread-safe and lock-free (relaxed atomic increments; the first value of a power
-// of two allocates its counters and publishes them with a compare-and-swap); snapshot() copies
-// the counters for quantiles, merging and export. No clock is read here.
+// of two allocates its counters and publishes them with a compare-and-swap);
+// record_single_writer() is its cheaper form for a histogram one thread writes at a time.
+// snapshot() copies the counters for quantiles, merging and export. No clock is read here.
 #pragma once
 
 #include <array>
@@ -75,30 +76,13 @@ class basic_histogram {
     return i < size ? i : size - 1;
   }
 
-  void record(std::uint64_t v) noexcept {
-    const std::size_t i = index(v);
-    std::atomic<group*>& slot = groups_[i >> SubBits];
-    group* g = slot.load(std::memory_order_acquire);
-    if (g == nullptr) {
-      auto* fresh = new (std::nothrow) group{};
-      if (fresh == nullptr) return;  // out of memory: the value goes unrecorded
-      if (slot.compare_exchange_strong(g, fresh, std::memory_order_acq_rel)) {
-        g = fresh;
-      } else {
-        delete fresh;  // another thread was first; g is its group
-      }
-    }
-    (*g)[i & (sub_buckets - 1)].fetch_add(1, std::memory_order_relaxed);
-    count_.fetch_add(1, std::memory_order_relaxed);
-    const std::uint64_t before = sum_.fetch_add(v, std::memory_order_relaxed);
-    if (before + v < before) sum_.store(~std::uint64_t{0}, std::memory_order_relaxed);
-    std::uint64_t m = max_.load(std::memory_order_relaxed);
-    while (v > m && !max_.compare_exchange_weak(m, v, std::memory_order_relaxed)) {
-    }
-    m = min_.load(std::memory_order_relaxed);
-    while (v < m && !min_.compare_exchange_weak(m, v, std::memory_order_relaxed)) {
-    }
-  }
+  void record(std::uint64_t v) noexcept { add<true>(v); }
+
+  /// record() for a histogram that one thread at a time records into (successive writers
+  /// ordered by a happens-before, as on one strand or one thread): the same counters, written
+  /// without atomic read-modify-writes (each costs a full barrier). snapshot() and count()
+  /// may still run on other threads at any time.
+  void record_single_writer(std::uint64_t v) noexcept { add<false>(v); }
 
   histogram_snapshot snapshot() const {
     histogram_snapshot s;
@@ -123,6 +107,52 @@ class basic_histogram {
   std::uint64_t count() const noexcept { return count_.load(std::memory_order_relaxed); }
 
  private:
+  template <bool Shared>
+  static void bump(std::atomic<std::uint64_t>& a, std::uint64_t d) noexcept {
+    if constexpr (Shared) {
+      a.fetch_add(d, std::memory_order_relaxed);
+    } else {
+      a.store(a.load(std::memory_order_relaxed) + d, std::memory_order_relaxed);
+    }
+  }
+
+  template <bool Shared>
+  void add(std::uint64_t v) noexcept {
+    const std::size_t i = index(v);
+    std::atomic<group*>& slot = groups_[i >> SubBits];
+    group* g = slot.load(std::memory_order_acquire);
+    if (g == nullptr) {
+      auto* fresh = new (std::nothrow) group{};
+      if (fresh == nullptr) return;  // out of memory: the value goes unrecorded
+      if constexpr (Shared) {
+        if (slot.compare_exchange_strong(g, fresh, std::memory_order_acq_rel)) {
+          g = fresh;
+        } else {
+          delete fresh;  // another thread was first; g is its group
+        }
+      } else {
+        slot.store(fresh, std::memory_order_release);
+        g = fresh;
+      }
+    }
+    bump<Shared>((*g)[i & (sub_buckets - 1)], 1);
+    bump<Shared>(count_, 1);
+    constexpr std::uint64_t saturated = ~std::uint64_t{0};
+    if constexpr (Shared) {
+      const std::uint64_t before = sum_.fetch_add(v, std::memory_order_relaxed);
+      if (before + v < before) sum_.store(saturated, std::memory_order_relaxed);
+    } else {
+      const std::uint64_t before = sum_.load(std::memory_order_relaxed);
+      sum_.store(before + v < before ? saturated : before + v, std::memory_order_relaxed);
+    }
+    std::uint64_t m = max_.load(std::memory_order_relaxed);
+    while (v > m && !max_.compare_exchange_weak(m, v, std::memory_order_relaxed)) {
+    }
+    m = min_.load(std::memory_order_relaxed);
+    while (v < m && !min_.compare_exchange_weak(m, v, std::memory_order_relaxed)) {
+    }
+  }
+
   using group = std::array<std::atomic<std::uint64_t>, sub_buckets>;  // one power of two
   std::array<std::atomic<group*>, Groups + 1> groups_{};
   std::atomic<std::uint64_t> count_{0};

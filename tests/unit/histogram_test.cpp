@@ -86,6 +86,53 @@ TEST(histogram, snapshots_merge) {
   EXPECT_GE(m.quantile(0.51), 896U);  // within 12.5 % below 1000
 }
 
+// The single-writer form keeps the same counters as record(), sum saturation included.
+TEST(histogram, single_writer_records_match_shared_ones) {
+  basic_histogram<5, 30> shared;
+  basic_histogram<5, 30> single;
+  std::mt19937_64 rng(11);
+  for (int i = 0; i < 50000; ++i) {
+    const std::uint64_t v = rng() >> (rng() % 50 + 14);
+    shared.record(v);
+    single.record_single_writer(v);
+  }
+  const histogram_snapshot a = shared.snapshot();
+  const histogram_snapshot b = single.snapshot();
+  EXPECT_EQ(a.buckets, b.buckets);
+  EXPECT_EQ(a.count, b.count);
+  EXPECT_EQ(a.sum, b.sum);
+  EXPECT_EQ(a.min, b.min);
+  EXPECT_EQ(a.max, b.max);
+  EXPECT_EQ(single.count(), 50000U);
+  small big;
+  big.record_single_writer(~std::uint64_t{0} - 1);
+  big.record_single_writer(5);
+  EXPECT_EQ(big.snapshot().sum, ~std::uint64_t{0});  // saturated, not wrapped
+}
+
+// One thread records with record_single_writer() while another takes snapshots: every
+// snapshot is consistent (count = the buckets' sum) and never goes back.
+TEST(histogram, a_single_writer_can_be_read_while_it_records) {
+  small h;
+  constexpr std::uint64_t n = 200000;
+  std::thread writer([&h] {
+    for (std::uint64_t i = 0; i < n; ++i)
+      h.record_single_writer(i % 1000);
+  });
+  std::uint64_t last = 0;
+  while (last < n) {
+    const histogram_snapshot s = h.snapshot();
+    ASSERT_GE(s.count, last);
+    last = s.count;
+    if (h.count() == n && s.count == n) break;
+  }
+  writer.join();
+  const histogram_snapshot s = h.snapshot();
+  EXPECT_EQ(s.count, n);
+  EXPECT_EQ(s.max, 999U);
+  EXPECT_EQ(s.min, 0U);
+}
+
 TEST(histogram, concurrent_records_are_all_counted) {
   small h;
   std::vector<std::thread> ts;
