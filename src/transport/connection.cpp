@@ -449,7 +449,8 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
   // handles every answer that came together and then writes, connection after connection, and
   // the peer, woken by the first write, finds the next ones while it works: one wake-up of the
   // peer per round rather than one per connection (a cross-CPU wake-up costs about as much as
-  // handling a dozen answers). Whatever socket is open when it runs gets the output then.
+  // handling a dozen answers). Only for two requests or more: a lone request (one in flight,
+  // latency first) is written at once. Whatever socket is open when it runs gets the output.
   void flush_soon() {
     if (writing || flush_posted || machine.output().empty() || !socket.is_open()) return;
     flush_posted = true;
@@ -698,8 +699,8 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
     } else {
       drain_backlog(now);
     }
-    if (transport_closing) {
-      flush();  // the last output: written at once, the socket closes after it
+    if (transport_closing || in_output < 2) {
+      flush();  // the last output (the socket closes after it), or a lone request: at once
     } else {
       flush_soon();
     }
