@@ -46,6 +46,7 @@
 #include "diampool/address_client.hpp"
 #include "diampool/builder.hpp"
 #include "diampool/codes.hpp"
+#include "diampool/connection.hpp"
 #include "diampool/embedded_peer.hpp"
 #include "diampool/histogram.hpp"
 #include "diampool/message.hpp"
@@ -680,7 +681,9 @@ class load_generator {  // NOLINT(clang-analyzer-optin.performance.Padding)
 
   void complete(std::uint32_t address, clock::time_point start, std::error_code ec,
                 const std::vector<std::uint8_t>& answer) {
-    const clock::time_point now = clock::now();
+    // The clock reading of the read that brought the answer (as the raw baseline reads the
+    // clock once per read), or a fresh one for a completion outside a connection event.
+    const clock::time_point now = detail::event_time_or_now();
     if (!ec) {
       local().latency.record_single_writer(static_cast<std::uint64_t>(
           std::chrono::duration_cast<std::chrono::nanoseconds>(now - start).count()));
