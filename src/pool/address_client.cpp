@@ -1111,8 +1111,14 @@ void address_client::start_send(std::string_view address, detail::send_op_factor
   impl& p = *impl_;
   // Until close() has released the threads, completions default to the client's executor;
   // after, to the system executor (the client's executor would never run them).
-  std::shared_lock life(p.life_m);
-  const executor_type home = p.dead ? executor_type(asio::system_executor()) : executor_;
+  // On one of the client's own threads (a completion sending the next request) close()
+  // cannot have let the threads go, and what is posted to them still runs: no lock.
+  std::shared_lock life(p.life_m, std::defer_lock);
+  executor_type home = executor_;
+  if (this_thread_pool != &p) {
+    life.lock();
+    if (p.dead) home = asio::system_executor();
+  }
   request_ptr r = make_op.make(home, cancel);
   p.in_flight.fetch_add(1, std::memory_order_relaxed);
   r->cancel = std::move(cancel);
