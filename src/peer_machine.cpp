@@ -529,7 +529,7 @@ void peer_machine::handle_answer(const message_view& msg) {
   forget(it);
   counters_.answers_received++;
   const auto b = msg.bytes();
-  answer_received a{p.request, {b.begin(), b.end()}};
+  answer_received a{p.request, {b.begin(), b.end()}, p.context};
   detail::store_u32(a.message.data() + 12, p.caller_hop_by_hop);
   events_.emplace_back(std::move(a));
   if (state_ == peer_state::closing) closing_progress(last_received_);
@@ -556,9 +556,10 @@ void peer_machine::advance(steady_time now) {
     auto it = pending_.find(hbh);
     if (it == pending_.end()) continue;
     const std::uint64_t request = it->second.request;
+    void* const context = it->second.context;
     forget(it, true);
     counters_.requests_timed_out++;
-    events_.emplace_back(request_failed{request, error::timed_out});
+    events_.emplace_back(request_failed{request, error::timed_out, context});
   }
   switch (state_) {
     case peer_state::cer_sent:
@@ -615,7 +616,8 @@ void peer_machine::connection_lost(steady_time /*now*/, std::error_code reason) 
 // User events
 
 std::error_code peer_machine::send(steady_time /*now*/, std::uint64_t request,
-                                   std::span<const std::uint8_t> message, steady_time deadline) {
+                                   std::span<const std::uint8_t> message, steady_time deadline,
+                                   void* context) {
   if (!ready()) return error::not_open;
   std::error_code ec;
   const message_view m = message_view::parse(message, ec, config_.max_message_size);
@@ -631,18 +633,25 @@ std::error_code peer_machine::send(steady_time /*now*/, std::uint64_t request,
     e2e = next_end_to_end();
     detail::store_u32(p + 16, e2e);
   }
-  count_output(before);
-  counters_.requests_sent++;
-  const auto it = detail::insert_reusing(
-      pending_, spare_pending_, hbh,
-      pending_entry{request, m.header().hop_by_hop, m.header().command_code, e2e});
+  // All or nothing: an allocation that fails leaves neither the bytes nor an index entry
+  // (the caller keeps `context` and sees the exception).
+  auto it = pending_.end();
+  bool in_heap = false;
   try {
+    it = detail::insert_reusing(
+        pending_, spare_pending_, hbh,
+        pending_entry{request, m.header().hop_by_hop, m.header().command_code, e2e, 0, context});
     deadlines_.push(deadline, hbh, &it->second);  // the node, hence the entry, stays put
+    in_heap = true;
+    detail::insert_reusing(hbh_of_request_, spare_hbh_, request, hbh);
   } catch (...) {
-    pending_.erase(it);
+    if (in_heap) deadlines_.remove(it->second.heap_pos);
+    if (it != pending_.end()) pending_.erase(it);
+    out_.resize(before);
     throw;
   }
-  detail::insert_reusing(hbh_of_request_, spare_hbh_, request, hbh);
+  count_output(before);
+  counters_.requests_sent++;
   return {};
 }
 
@@ -662,13 +671,15 @@ void peer_machine::trim() noexcept {
   if (pending_.empty()) drop_spares();
 }
 
-bool peer_machine::cancel(std::uint64_t request) {
+std::optional<void*> peer_machine::cancel(std::uint64_t request) {
   auto it = hbh_of_request_.find(request);
-  if (it == hbh_of_request_.end()) return false;
-  forget(pending_.find(it->second));
+  if (it == hbh_of_request_.end()) return std::nullopt;
+  const auto p = pending_.find(it->second);
+  void* const context = p->second.context;
+  forget(p);
   counters_.requests_cancelled++;
   if (state_ == peer_state::closing && pending_.empty()) closing_progress(last_input_);
-  return true;
+  return context;
 }
 
 std::error_code peer_machine::send_answer(std::span<const std::uint8_t> answer) {
@@ -706,7 +717,9 @@ void peer_machine::fail_all_pending(std::error_code ec) {
   // In request order of deadlines, so outcomes are deterministic for tests.
   deadlines_.drain_in_order([&](const auto& d) {
     auto it = pending_.find(d.key);
-    if (it != pending_.end()) events_.emplace_back(request_failed{it->second.request, ec});
+    if (it != pending_.end()) {
+      events_.emplace_back(request_failed{it->second.request, ec, it->second.context});
+    }
   });
   pending_.clear();
   hbh_of_request_.clear();

@@ -141,11 +141,13 @@ struct state_changed {
 struct answer_received {
   std::uint64_t request;
   std::vector<std::uint8_t> message;
+  void* context = nullptr;  ///< As given to send().
 };
 /// Request `request` failed; it will get no other outcome.
 struct request_failed {
   std::uint64_t request;
   std::error_code error;
+  void* context = nullptr;  ///< As given to send().
 };
 /// A request from the peer for the user's handler (handle_peer_requests); answer it with
 /// send_answer(), keeping its Hop-by-Hop and End-to-End ids.
@@ -222,11 +224,18 @@ class peer_machine {
   /// Sends request `message` (R flag set, well formed) as request number `request` (any
   /// value unique among pending ones). Assigns a Hop-by-Hop id (the caller's is restored in
   /// the answer) and an End-to-End id if the message's is 0. Errors: not_open, invalid_request.
+  /// `context`: the caller's, handed back with the request's outcome (answer_received,
+  /// request_failed) or by cancel(), so that the caller needs no table of its own.
   std::error_code send(steady_time now, std::uint64_t request,
-                       std::span<const std::uint8_t> message, steady_time deadline);
+                       std::span<const std::uint8_t> message, steady_time deadline,
+                       void* context = nullptr);
   /// Forgets pending request `request`: no event follows for it, and its answer, if it comes,
-  /// is counted as unmatched. False if it was not pending.
-  bool cancel(std::uint64_t request);
+  /// is counted as unmatched. Returns its context; nullopt if it was not pending.
+  std::optional<void*> cancel(std::uint64_t request);
+  /// Ends every pending request at once with request_failed(`ec`), whatever the state: for
+  /// an owner that goes away while requests are pending (their contexts come back with the
+  /// events). The state and the connection are left as they are.
+  void fail_pending(std::error_code ec) { fail_all_pending(ec); }
   /// Writes the user's answer to a peer_request (R clear, ids of the request).
   std::error_code send_answer(std::span<const std::uint8_t> answer);
   /// Graceful close: if active, enters CLOSING (no new requests), lets pending requests be
@@ -285,6 +294,7 @@ class peer_machine {
     std::uint32_t command_code = 0;  // an answer must carry the request's
     std::uint32_t end_to_end = 0;    // ditto (RFC 6733 3: agents never change it)
     std::size_t heap_pos = 0;        // of its deadline, in deadlines_
+    void* context = nullptr;         // the caller's, from send()
   };
 
   void set_state(peer_state s);

@@ -89,6 +89,17 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
     read_buf.resize(read_size);
   }
 
+  // Requests still in the machine when the connection goes without having run its handlers
+  // (its io_context destroyed first): their operations are freed, not completed.
+  ~impl() {
+    machine.fail_pending(error::connection_closed);
+    while (machine.has_events()) {
+      peer_event ev = machine.next_event();
+      if (auto* f = std::get_if<request_failed>(&ev)) take_op(f->context).reset();
+      if (auto* a = std::get_if<answer_received>(&ev)) take_op(a->context).reset();
+    }
+  }
+
   peer_machine make_machine() {
     config.peer.handle_peer_requests = static_cast<bool>(config.request_handler);
     // The machine borrows config.peer (a shared_ptr that owns nothing): it lives in this
@@ -141,10 +152,8 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
   std::size_t in_write = 0;   // of those, in the write under way
   std::uint64_t socket_gen = 0;
 
-  // Requests in the machine, by id; the nodes of ended requests are reused for the next ones
-  // while any is pending (see peer_machine).
-  std::unordered_map<std::uint64_t, std::unique_ptr<detail::send_op>> sends;
-  std::vector<decltype(sends)::node_type> spare_sends;
+  // The operations of the requests in the machine are held by it, as their send() context
+  // (released there, taken back with the outcome); ~impl() frees any still there.
   struct backlog_entry {
     std::uint64_t id;
     std::unique_ptr<detail::send_op> op;
@@ -514,11 +523,11 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
 
   void submit(steady_time now, std::uint64_t id, std::unique_ptr<detail::send_op> op,
               std::span<const std::uint8_t> request, steady_time deadline) {
-    if (auto ec = machine.send(now, id, request, deadline)) {
+    if (auto ec = machine.send(now, id, request, deadline, op.get())) {
       detail::complete(std::move(op), ec, {});
       return;
     }
-    detail::insert_reusing(sends, spare_sends, id, std::move(op));
+    (void)op.release();  // the machine holds it until the request's outcome (take_op())
     ++unwritten;
     ++in_output;
   }
@@ -556,10 +565,8 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
   }
 
   void do_cancel_request(std::uint64_t id) {
-    if (auto it = sends.find(id); it != sends.end()) {
-      machine.cancel(id);
-      auto op = take_send(it);
-      detail::complete(std::move(op), error::cancelled, {});
+    if (const auto context = machine.cancel(id)) {
+      detail::complete(take_op(*context), error::cancelled, {});
       return;
     }
     for (auto it = backlog.begin(); it != backlog.end(); ++it) {
@@ -721,13 +728,9 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
     linger_deadline = now + std::min(config.write_timeout, config.peer.dpa_timeout);
   }
 
-  // Removes a request's operation, keeping its node for the next request (trim() lets the
-  // spares go once nothing is pending).
-  std::unique_ptr<detail::send_op> take_send(decltype(sends)::iterator it) {
-    auto node = sends.extract(it);
-    auto op = std::move(node.mapped());
-    spare_sends.push_back(std::move(node));
-    return op;
+  // A request's operation, back from the machine with its outcome (its send() context).
+  static std::unique_ptr<detail::send_op> take_op(void* context) {
+    return std::unique_ptr<detail::send_op>(static_cast<detail::send_op*>(context));
   }
 
   void submit_deferred(steady_time now) {
@@ -742,26 +745,17 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
   // an idle connection holds little. Not earlier: the completions of a batch of answers send
   // the next batch, which reuses it.
   void trim() {
-    if (machine.pending_requests() != 0 || !sends.empty()) return;
+    if (machine.pending_requests() != 0) return;
     machine.trim();
-    detail::drop_spares(spare_sends);
     if (batch.capacity() > 16) batch.shrink_to_fit();
   }
 
   void handle(steady_time, state_changed&) {}
   void handle(steady_time, close_transport&) {}
   void handle(steady_time, answer_received& e) {
-    auto it = sends.find(e.request);
-    if (it == sends.end()) return;
-    auto op = take_send(it);
-    detail::complete(std::move(op), {}, std::move(e.message));
+    detail::complete(take_op(e.context), {}, std::move(e.message));
   }
-  void handle(steady_time, request_failed& e) {
-    auto it = sends.find(e.request);
-    if (it == sends.end()) return;
-    auto op = take_send(it);
-    detail::complete(std::move(op), e.error, {});
-  }
+  void handle(steady_time, request_failed& e) { detail::complete(take_op(e.context), e.error, {}); }
   void handle(steady_time, peer_request& e) {
     std::error_code ec;
     const message_view req = message_view::parse(e.message, ec);
@@ -883,7 +877,7 @@ connection::~connection() {
   // ends the connection when the io_context stops.
   try {
     asio::post(impl_->strand, [self = impl_] {
-      if (self->socket.is_open() || self->dialing || !self->sends.empty() ||
+      if (self->socket.is_open() || self->dialing || self->machine.pending_requests() != 0 ||
           !self->backlog.empty()) {
         self->abort_transport(error::connection_closed);
       }

@@ -127,7 +127,7 @@ class harness {
         if (issued_.empty()) break;
         auto it = issued_.begin();
         std::advance(it, s.byte() % issued_.size());
-        const bool was_pending = m_.cancel(it->first);
+        const bool was_pending = m_.cancel(it->first).has_value();
         PEER_CHECK(was_pending == (it->second == outcome::pending));
         it->second = outcome::done;
         break;

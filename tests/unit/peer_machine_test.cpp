@@ -614,6 +614,53 @@ TEST(peer_machine, a_request_past_its_deadline_times_out_and_its_late_answer_is_
   EXPECT_EQ(h.m.state(), peer_state::open);  // the connection stays up
 }
 
+// A request's context (given to send()) comes back with its outcome, whichever it is: its
+// answer, its timeout, cancel(), the connection's loss, or fail_pending() in any state.
+TEST(peer_machine, each_outcome_hands_back_the_requests_context) {
+  harness h;
+  h.open();
+  int a = 0;
+  int b = 0;
+  int c = 0;
+  int d = 0;
+  ASSERT_FALSE(h.m.send(h.now, 1, harness::request(272, 1), h.now + 10s, &a));
+  ASSERT_FALSE(h.m.send(h.now, 2, harness::request(272, 2), h.now + 1s, &b));
+  ASSERT_FALSE(h.m.send(h.now, 3, harness::request(272, 3), h.now + 10s, &c));
+  ASSERT_FALSE(h.m.send(h.now, 4, harness::request(272, 4), h.now + 10s, &d));
+  const auto sent = h.written();
+  ASSERT_EQ(sent.size(), 4U);
+  h.feed(harness::answer_for(sent[0], 2001));
+  const auto answers = h.take<answer_received>();
+  ASSERT_EQ(answers.size(), 1U);
+  EXPECT_EQ(answers[0].request, 1U);
+  EXPECT_EQ(answers[0].context, &a);
+  h.at(1s);  // request 2's deadline
+  auto failed = h.take<request_failed>();
+  ASSERT_EQ(failed.size(), 1U);
+  EXPECT_EQ(failed[0].context, &b);
+  EXPECT_EQ(failed[0].error, error::timed_out);
+  EXPECT_EQ(h.m.cancel(3), std::optional<void*>(&c));
+  EXPECT_EQ(h.m.cancel(3), std::nullopt);
+  h.m.connection_lost(h.now, std::make_error_code(std::errc::connection_reset));
+  failed = h.take<request_failed>();
+  ASSERT_EQ(failed.size(), 2U);
+  EXPECT_EQ(failed[1].request, 4U);
+  EXPECT_EQ(failed[1].context, &d);
+  EXPECT_EQ(failed[1].error, error::connection_closed);
+
+  harness o;  // fail_pending(): the requests end, the connection stays open
+  o.open();
+  int e = 0;
+  ASSERT_FALSE(o.m.send(o.now, 9, harness::request(272, 9), o.now + 10s, &e));
+  o.m.fail_pending(error::connection_closed);
+  const auto ended = o.take<request_failed>();
+  ASSERT_EQ(ended.size(), 1U);
+  EXPECT_EQ(ended[0].request, 9U);
+  EXPECT_EQ(ended[0].context, &e);
+  EXPECT_EQ(o.m.pending_requests(), 0U);
+  EXPECT_EQ(o.m.state(), peer_state::open);
+}
+
 TEST(peer_machine, cancel_forgets_the_request_and_counts_its_answer_as_unmatched) {
   harness h;
   h.open();
