@@ -529,7 +529,7 @@ void peer_machine::handle_answer(const message_view& msg) {
   forget(it);
   counters_.answers_received++;
   const auto b = msg.bytes();
-  answer_received a{p.request, {b.begin(), b.end()}, p.context};
+  answer_received a{p.request, copy_to_buffer(b), p.context};
   detail::store_u32(a.message.data() + 12, p.caller_hop_by_hop);
   events_.emplace_back(std::move(a));
   if (state_ == peer_state::closing) closing_progress(last_received_);
@@ -655,7 +655,27 @@ std::error_code peer_machine::send(steady_time /*now*/, std::uint64_t request,
   return {};
 }
 
+void peer_machine::recycle(std::vector<std::uint8_t>&& buffer) noexcept {
+  if (buffer.capacity() == 0 || buffer.capacity() > max_spare_buffer_size ||
+      spare_buffers_.size() >= max_spare_buffers) {
+    return;
+  }
+  try {
+    spare_buffers_.push_back(std::move(buffer));
+  } catch (...) {  // no room for one more: the buffer is freed by its owner, as without this
+  }
+}
+
+std::vector<std::uint8_t> peer_machine::copy_to_buffer(std::span<const std::uint8_t> bytes) {
+  if (spare_buffers_.empty()) return {bytes.begin(), bytes.end()};
+  std::vector<std::uint8_t> v = std::move(spare_buffers_.back());
+  spare_buffers_.pop_back();
+  v.assign(bytes.begin(), bytes.end());
+  return v;
+}
+
 void peer_machine::drop_spares() noexcept {
+  std::vector<std::vector<std::uint8_t>>().swap(spare_buffers_);
   deadlines_.release();  // empty here: its capacity goes
   detail::drop_spares(spare_hbh_);
   detail::drop_spares(spare_pending_);

@@ -277,6 +277,13 @@ class peer_machine {
   /// requests, which reuse the nodes. Without it the kept nodes never outnumber the most
   /// requests ever pending at once.
   void trim() noexcept;
+  /// Takes a buffer its owner no longer needs (a request's bytes once send() has copied
+  /// them): the answers that follow are copied into such buffers rather than new ones, which
+  /// saves an allocation per request under load. Keeps at most max_spare_buffers, none over
+  /// max_spare_buffer_size; trim() lets them go.
+  void recycle(std::vector<std::uint8_t>&& buffer) noexcept;
+  static constexpr std::size_t max_spare_buffers = 64;
+  static constexpr std::size_t max_spare_buffer_size = 4096;
   const peer_config& config() const noexcept { return config_; }
   /// The peer's CEA (valid once the handshake succeeded).
   const capabilities& peer() const noexcept { return peer_; }
@@ -346,6 +353,8 @@ class peer_machine {
   // when nothing is pending, so an idle connection keeps none.
   std::vector<decltype(pending_)::node_type> spare_pending_;
   std::vector<decltype(hbh_of_request_)::node_type> spare_hbh_;
+  std::vector<std::vector<std::uint8_t>> spare_buffers_;  // recycle(): for the next answers
+  std::vector<std::uint8_t> copy_to_buffer(std::span<const std::uint8_t> bytes);
   /// Ends the bookkeeping of the pending request `it` (its deadline entry too unless it was
   /// already erased), keeping the nodes for the next request.
   void forget(decltype(pending_)::iterator it, bool deadline_erased = false);

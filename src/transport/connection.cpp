@@ -521,13 +521,16 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
     submit(now, id, std::move(op), request, deadline);
   }
 
+  // `request`: copied into the machine's output, then its buffer goes to the machine for
+  // an answer (recycle()).
   void submit(steady_time now, std::uint64_t id, std::unique_ptr<detail::send_op> op,
-              std::span<const std::uint8_t> request, steady_time deadline) {
+              std::vector<std::uint8_t>& request, steady_time deadline) {
     if (auto ec = machine.send(now, id, request, deadline, op.get())) {
       detail::complete(std::move(op), ec, {});
       return;
     }
     (void)op.release();  // the machine holds it until the request's outcome (take_op())
+    machine.recycle(std::move(request));
     ++unwritten;
     ++in_output;
   }

@@ -214,13 +214,19 @@ class machine_batches : public ::testing::Test {
   }
 
   // Sends n requests and answers them all; returns the allocations made by the machine's
-  // calls (the answers' bytes handed over in the events are n of them).
-  std::size_t batch() {
+  // calls (the answers' bytes handed over in the events are n of them). `recycle`: each
+  // request's buffer is given to the machine once sent, as a connection does.
+  std::size_t batch(bool recycle = false) {
+    // Each with room for an answer (one too small would simply be grown).
+    std::vector<std::vector<std::uint8_t>> buffers(recycle ? n : 0, request_);
+    for (auto& b : buffers)
+      b.reserve(256);
     std::size_t counted = 0;
     {
       counter c;
       for (std::size_t i = 0; i < n; ++i) {
         EXPECT_FALSE(m_->send(now_, next_id_++, request_, now_ + std::chrono::seconds(5)));
+        if (recycle) m_->recycle(std::move(buffers[i]));
       }
       counting = false;
       counted += allocations.load();
@@ -256,6 +262,35 @@ TEST_F(machine_batches, a_batch_after_a_finished_one_allocates_only_the_answers)
   batch();  // the first batch makes the nodes (and grows the event queue)
   EXPECT_EQ(batch(), n);
   EXPECT_EQ(batch(), n);
+}
+
+// Answers are copied into the buffers of the requests sent before them: once the machine has
+// its spare nodes and room for the buffers, a batch allocates nothing at all.
+TEST_F(machine_batches, answers_reuse_the_buffers_of_sent_requests) {
+  batch(true);
+  EXPECT_EQ(batch(true), 0U);
+  EXPECT_EQ(batch(true), 0U);
+  EXPECT_EQ(batch(), n);  // nothing recycled: the answers need their own
+}
+
+// The spares are bounded: a buffer over max_spare_buffer_size, or one more than
+// max_spare_buffers, stays with its owner (who frees it), and trim() lets the kept ones go.
+TEST_F(machine_batches, spare_buffers_are_bounded_in_size_and_number) {
+  std::vector<std::uint8_t> big;
+  big.reserve(peer_machine::max_spare_buffer_size + 1);
+  m_->recycle(std::move(big));
+  EXPECT_GT(big.capacity(),
+            peer_machine::max_spare_buffer_size);  // NOLINT(bugprone-use-after-move)
+
+  std::vector<std::vector<std::uint8_t>> small(peer_machine::max_spare_buffers + 3, request_);
+  for (auto& b : small)
+    m_->recycle(std::move(b));
+  for (std::size_t i = 0; i < small.size(); ++i) {
+    // NOLINTNEXTLINE(bugprone-use-after-move)
+    EXPECT_EQ(small[i].capacity() != 0, i >= peer_machine::max_spare_buffers) << i;
+  }
+  m_->trim();  // nothing pending: the spares go, and the next answers allocate their own
+  EXPECT_GE(batch(), n + 2 * n);  // (and the nodes of both indexes, made for the first time)
 }
 
 TEST_F(machine_batches, trim_with_nothing_pending_lets_the_nodes_go) {
