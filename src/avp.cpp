@@ -8,7 +8,7 @@
 
 namespace diampool {
 
-bool avp_reader::next(avp& out, std::error_code& ec) noexcept {
+bool avp_reader::next_checked(avp& out, std::error_code& ec) noexcept {
   ec.clear();
   if (rest_.empty()) return false;
   auto fail = [&](error e) {

@@ -102,12 +102,8 @@ void dictionary::merge(const dictionary& other) {
     add(a);
 }
 
-const avp_definition* dictionary::find_avp(std::uint32_t code,
-                                           std::uint32_t vendor_id) const noexcept {
-  if (vendor_id == 0 && code < direct_codes) {
-    return code < avp_by_small_code_.size() ? avp_by_small_code_[code] : nullptr;
-  }
-  auto it = avp_by_code_.find(key(code, vendor_id));
+const avp_definition* dictionary::find_avp_by_key(std::uint64_t k) const noexcept {
+  auto it = avp_by_code_.find(k);
   return it == avp_by_code_.end() ? nullptr : it->second;
 }
 

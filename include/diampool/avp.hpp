@@ -11,6 +11,7 @@
 #include <string_view>
 #include <system_error>
 
+#include "diampool/detail/endian.hpp"
 #include "diampool/types.hpp"
 
 namespace diampool {
@@ -116,6 +117,10 @@ class avp_reader {
   std::size_t remaining() const noexcept { return rest_.size(); }
 
  private:
+  // The whole of next(): the end of the span and every fault (the inline part reads
+  // well-formed AVPs only).
+  bool next_checked(avp& out, std::error_code& ec) noexcept;
+
   std::span<const std::uint8_t> rest_{};
   unsigned depth_left_ = 0;
 };
@@ -167,6 +172,29 @@ class avp_range {
   avp_reader reader_{};
   std::error_code ec_{};
 };
+
+// Inline because every received message is walked AVP by AVP (check_avps, find()): a
+// well-formed AVP is read here; the end and malformed AVPs go to next_checked().
+inline bool avp_reader::next(avp& out, std::error_code& ec) noexcept {
+  const std::size_t size = rest_.size();
+  if (size >= 8 && depth_left_ != 0) {
+    const std::uint8_t* p = rest_.data();
+    avp_header h;
+    h.flags = p[4];
+    h.length = detail::load_u24(p + 5);
+    const std::size_t hsize = h.size();
+    const std::size_t padded = h.length + detail::padding(h.length);
+    if (h.length >= hsize && padded <= size) {  // (hence hsize <= size)
+      h.code = detail::load_u32(p);
+      if (hsize == 12) h.vendor_id = detail::load_u32(p + 8);
+      out = avp(h, rest_.subspan(hsize, h.length - hsize), depth_left_ - 1);
+      rest_ = rest_.subspan(padded);
+      if (ec) ec.clear();  // (clear() is a call into the library: not for every AVP)
+      return true;
+    }
+  }
+  return next_checked(out, ec);
+}
 
 inline void avp_range::iterator::advance() noexcept {
   if (range_ != nullptr && !range_->reader_.next(current_, range_->ec_)) range_ = nullptr;

@@ -83,7 +83,12 @@ class dictionary {
   /// Adds every definition of `other`, replacing those with the same keys.
   void merge(const dictionary& other);
 
-  const avp_definition* find_avp(std::uint32_t code, std::uint32_t vendor_id = 0) const noexcept;
+  const avp_definition* find_avp(std::uint32_t code, std::uint32_t vendor_id = 0) const noexcept {
+    if (vendor_id == 0 && code < direct_codes) {
+      return code < avp_by_small_code_.size() ? avp_by_small_code_[code] : nullptr;
+    }
+    return find_avp_by_key(key(code, vendor_id));
+  }
   /// By name, case-sensitive ("Origin-Host").
   const avp_definition* find_avp(std::string_view name) const noexcept;
 
@@ -104,6 +109,7 @@ class dictionary {
   static std::uint64_t key(std::uint32_t code, std::uint32_t vendor) noexcept {
     return (std::uint64_t{vendor} << 32) | code;
   }
+  const avp_definition* find_avp_by_key(std::uint64_t key) const noexcept;
   void reindex();
   void index_avp(const avp_definition& d);
 
