@@ -5,7 +5,6 @@
 
 #include "diampool/builder.hpp"
 #include "diampool/detail/endian.hpp"
-#include "diampool/detail/node_reuse.hpp"
 #include "diampool/dictionary.hpp"
 #include "diampool/error.hpp"
 
@@ -116,7 +115,7 @@ std::uint32_t peer_machine::allocate_hop_by_hop() {
   for (;;) {
     const std::uint32_t id = hbh_next_++;
     if (id == 0 || id == cer_hbh_ || id == dwr_hbh_ || id == dpr_hbh_) continue;
-    if (!pending_.contains(id)) return id;
+    if (pending_.free_for(id)) return id;  // (hence no pending request has it)
   }
 }
 
@@ -512,21 +511,20 @@ void peer_machine::handle_answer(const message_view& msg) {
     if (pending_.empty()) finish(peer_state::closed, {}, pending_close_error_);
     return;
   }
-  auto it = pending_.find(hbh);
-  if (it == pending_.end()) {
+  pending_entry* it = pending_.find(hbh);
+  if (it == nullptr) {
     counters_.unmatched_answers++;
     events_.emplace_back(unmatched_answer{hbh, msg.header().command_code});
     return;
   }
-  if (it->second.command_code != msg.header().command_code ||
-      it->second.end_to_end != msg.header().end_to_end) {
+  if (it->command_code != msg.header().command_code || it->end_to_end != msg.header().end_to_end) {
     // Not this request's answer, whatever its Hop-by-Hop id says: the request waits on.
     counters_.unmatched_answers++;
     events_.emplace_back(unmatched_answer{hbh, msg.header().command_code, true});
     return;
   }
-  const pending_entry p = it->second;
-  forget(it);
+  const pending_entry p = *it;
+  forget(*it);
   counters_.answers_received++;
   const auto b = msg.bytes();
   answer_received a{p.request, copy_to_buffer(b), p.context};
@@ -553,11 +551,11 @@ void peer_machine::advance(steady_time now) {
   while (!deadlines_.empty() && deadlines_.top().when <= now) {
     const std::uint32_t hbh = deadlines_.top().key;
     deadlines_.pop();
-    auto it = pending_.find(hbh);
-    if (it == pending_.end()) continue;
-    const std::uint64_t request = it->second.request;
-    void* const context = it->second.context;
-    forget(it, true);
+    pending_entry* e = pending_.find(hbh);
+    if (e == nullptr) continue;
+    const std::uint64_t request = e->request;
+    void* const context = e->context;
+    forget(*e, true);
     counters_.requests_timed_out++;
     events_.emplace_back(request_failed{request, error::timed_out, context});
   }
@@ -622,7 +620,13 @@ std::error_code peer_machine::send(steady_time /*now*/, std::uint64_t request,
   std::error_code ec;
   const message_view m = message_view::parse(message, ec, config_.max_message_size);
   if (ec || !m.header().is_request()) return error::invalid_request;
-  if (hbh_of_request_.contains(request)) return error::invalid_request;
+  if (pending_.find_request(request) != nullptr) return error::invalid_request;
+  // All or nothing: an allocation that fails leaves neither the bytes nor an entry (the
+  // caller keeps `context` and sees the exception).
+  if (pending_.reserve_one()) {
+    // The entries moved: the deadline heap points at them.
+    pending_.for_each([&](pending_entry& e) { deadlines_.repoint(e.heap_pos, &e); });
+  }
   const std::uint32_t hbh = allocate_hop_by_hop();
   const std::size_t before = out_.size();
   out_.insert(out_.end(), message.begin(), message.end());
@@ -633,20 +637,12 @@ std::error_code peer_machine::send(steady_time /*now*/, std::uint64_t request,
     e2e = next_end_to_end();
     detail::store_u32(p + 16, e2e);
   }
-  // All or nothing: an allocation that fails leaves neither the bytes nor an index entry
-  // (the caller keeps `context` and sees the exception).
-  auto it = pending_.end();
-  bool in_heap = false;
+  pending_entry& e = pending_.insert(
+      {request, hbh, m.header().hop_by_hop, m.header().command_code, e2e, 0, context});
   try {
-    it = detail::insert_reusing(
-        pending_, spare_pending_, hbh,
-        pending_entry{request, m.header().hop_by_hop, m.header().command_code, e2e, 0, context});
-    deadlines_.push(deadline, hbh, &it->second);  // the node, hence the entry, stays put
-    in_heap = true;
-    detail::insert_reusing(hbh_of_request_, spare_hbh_, request, hbh);
+    deadlines_.push(deadline, hbh, &e);
   } catch (...) {
-    if (in_heap) deadlines_.remove(it->second.heap_pos);
-    if (it != pending_.end()) pending_.erase(it);
+    pending_.erase(e);
     out_.resize(before);
     throw;
   }
@@ -677,14 +673,12 @@ std::vector<std::uint8_t> peer_machine::copy_to_buffer(std::span<const std::uint
 void peer_machine::drop_spares() noexcept {
   std::vector<std::vector<std::uint8_t>>().swap(spare_buffers_);
   deadlines_.release();  // empty here: its capacity goes
-  detail::drop_spares(spare_hbh_);
-  detail::drop_spares(spare_pending_);
+  pending_.release();
 }
 
-void peer_machine::forget(decltype(pending_)::iterator it, bool deadline_erased) {
-  if (!deadline_erased) deadlines_.remove(it->second.heap_pos);
-  spare_hbh_.push_back(hbh_of_request_.extract(it->second.request));
-  spare_pending_.push_back(pending_.extract(it));
+void peer_machine::forget(pending_entry& e, bool deadline_erased) {
+  if (!deadline_erased) deadlines_.remove(e.heap_pos);
+  pending_.erase(e);
 }
 
 void peer_machine::trim() noexcept {
@@ -692,11 +686,10 @@ void peer_machine::trim() noexcept {
 }
 
 std::optional<void*> peer_machine::cancel(std::uint64_t request) {
-  auto it = hbh_of_request_.find(request);
-  if (it == hbh_of_request_.end()) return std::nullopt;
-  const auto p = pending_.find(it->second);
-  void* const context = p->second.context;
-  forget(p);
+  pending_entry* const p = pending_.find_request(request);
+  if (p == nullptr) return std::nullopt;
+  void* const context = p->context;
+  forget(*p);
   counters_.requests_cancelled++;
   if (state_ == peer_state::closing && pending_.empty()) closing_progress(last_input_);
   return context;
@@ -736,13 +729,11 @@ void peer_machine::close(steady_time now, std::error_code pending_error) {
 void peer_machine::fail_all_pending(std::error_code ec) {
   // In request order of deadlines, so outcomes are deterministic for tests.
   deadlines_.drain_in_order([&](const auto& d) {
-    auto it = pending_.find(d.key);
-    if (it != pending_.end()) {
-      events_.emplace_back(request_failed{it->second.request, ec, it->second.context});
+    if (const pending_entry* e = pending_.find(d.key)) {
+      events_.emplace_back(request_failed{e->request, ec, e->context});
     }
   });
   pending_.clear();
-  hbh_of_request_.clear();
   drop_spares();
 }
 

@@ -19,7 +19,6 @@
 #include <string>
 #include <string_view>
 #include <system_error>
-#include <unordered_map>
 #include <variant>
 #include <vector>
 
@@ -27,6 +26,7 @@
 #include "diampool/codes.hpp"
 #include "diampool/detail/deadline_heap.hpp"
 #include "diampool/detail/random.hpp"
+#include "diampool/detail/request_table.hpp"
 #include "diampool/error.hpp"
 #include "diampool/frame_decoder.hpp"
 #include "diampool/message.hpp"
@@ -297,6 +297,7 @@ class peer_machine {
  private:
   struct pending_entry {
     std::uint64_t request = 0;
+    std::uint32_t hop_by_hop = 0;  // ours, on the wire
     std::uint32_t caller_hop_by_hop = 0;
     std::uint32_t command_code = 0;  // an answer must carry the request's
     std::uint32_t end_to_end = 0;    // ditto (RFC 6733 3: agents never change it)
@@ -345,19 +346,15 @@ class peer_machine {
 
   std::uint32_t hbh_next_;
   std::uint32_t e2e_next_;
-  std::unordered_map<std::uint32_t, pending_entry> pending_;
-  std::unordered_map<std::uint64_t, std::uint32_t> hbh_of_request_;
+  // By Hop-by-Hop id and by request id; no allocation per request under load, and trim()
+  // lets the memory go when nothing is pending, so an idle connection keeps none.
+  detail::request_table<pending_entry> pending_;
   detail::deadline_heap<pending_entry, std::uint32_t> deadlines_;  // keyed by Hop-by-Hop id
-  // Nodes of the two indexes taken out when a request ends and put back for the next one
-  // (node handles): no heap allocation per request under load; trim() lets the spares go
-  // when nothing is pending, so an idle connection keeps none.
-  std::vector<decltype(pending_)::node_type> spare_pending_;
-  std::vector<decltype(hbh_of_request_)::node_type> spare_hbh_;
   std::vector<std::vector<std::uint8_t>> spare_buffers_;  // recycle(): for the next answers
   std::vector<std::uint8_t> copy_to_buffer(std::span<const std::uint8_t> bytes);
-  /// Ends the bookkeeping of the pending request `it` (its deadline entry too unless it was
-  /// already erased), keeping the nodes for the next request.
-  void forget(decltype(pending_)::iterator it, bool deadline_erased = false);
+  /// Ends the bookkeeping of the pending request `e` (its deadline entry too unless it was
+  /// already erased).
+  void forget(pending_entry& e, bool deadline_erased = false);
   void drop_spares() noexcept;
   std::error_code pending_close_error_ = error::connection_closed;
 

@@ -14,8 +14,6 @@
 #include <mutex>
 #include <unordered_map>
 
-#include "diampool/detail/node_reuse.hpp"
-
 namespace diampool {
 
 using clock = std::chrono::steady_clock;

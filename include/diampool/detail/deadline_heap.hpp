@@ -55,6 +55,9 @@ class deadline_heap {
 
   void pop() noexcept { remove(0); }
 
+  /// The entry of the item at `pos` has moved to `entry` (its owner's storage grew).
+  void repoint(std::size_t pos, Entry* entry) noexcept { items_[pos].entry = entry; }
+
   /// Calls f(item) for every item, from the earliest deadline to the latest, and empties the
   /// heap (sorted in place: nothing allocated).
   template <typename F>
