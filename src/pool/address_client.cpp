@@ -21,6 +21,7 @@
 #include "diampool/address.hpp"
 #include "diampool/address_policy.hpp"
 #include "diampool/codes.hpp"
+#include "diampool/detail/address_hash.hpp"
 #include "diampool/histogram.hpp"
 #include "diampool/message.hpp"
 #include "diampool/spdlog_logger.hpp"
@@ -35,13 +36,6 @@ struct pool_entry;
 namespace {
 // The client whose worker thread this is, if any (close() must not wait on its own thread).
 thread_local const void* this_thread_pool = nullptr;
-
-struct string_hash {
-  using is_transparent = void;
-  std::size_t operator()(std::string_view s) const noexcept {
-    return std::hash<std::string_view>{}(s);
-  }
-};
 
 }  // namespace
 
@@ -97,7 +91,8 @@ struct address_client::impl : std::enable_shared_from_this<address_client::impl>
   executor_type ex;
 
   mutable std::shared_mutex map_m;
-  std::unordered_map<std::string, std::shared_ptr<pool_entry>, string_hash, std::equal_to<>>
+  std::unordered_map<std::string, std::shared_ptr<pool_entry>, detail::address_hash,
+                     std::equal_to<>>
       entries;           // under map_m
   bool closing = false;  // under map_m
   std::atomic<bool> closing_flag{false};
