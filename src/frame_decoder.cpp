@@ -41,7 +41,7 @@ decode_result frame_decoder::put(std::span<const std::uint8_t> bytes, std::error
     const std::size_t length = check_header(bytes.data(), max_size_, ec);
     if (ec) return fail(ec, 0);
     if (bytes.size() >= length) {
-      message_ = message_view::parse(bytes.first(length), ec);
+      message_.assign_frame(bytes.first(length));
       ready_ = true;
       return {decode_status::message, length};
     }
@@ -67,7 +67,7 @@ decode_result frame_decoder::put(std::span<const std::uint8_t> bytes, std::error
   buffer_.insert(buffer_.end(), from, from + static_cast<std::ptrdiff_t>(take));
   consumed += take;
   if (buffer_.size() < expected_) return {decode_status::need_more, consumed};
-  message_ = message_view::parse(buffer_, ec);
+  message_.assign_frame(buffer_);
   ready_ = true;
   return {decode_status::message, consumed};
 }

@@ -106,6 +106,15 @@ class message_view {
   std::optional<avp> find(std::uint32_t code, std::uint32_t vendor_id = 0) const noexcept;
 
  private:
+  friend class frame_decoder;
+  // The view of a frame whose header the frame decoder has checked (check_header(), and
+  // `frame` is exactly its length): the fields are written in place. Assigning parse()'s
+  // result instead goes through a temporary whose wide reloads of narrow stores stall.
+  void assign_frame(std::span<const std::uint8_t> frame) noexcept {
+    header_ = message_header::read(frame.data());
+    bytes_ = frame;
+  }
+
   // parse() one check at a time, for the error of bytes that are not one valid message.
   static message_view parse_checked(std::span<const std::uint8_t> bytes, std::error_code& ec,
                                     std::size_t max_size) noexcept;

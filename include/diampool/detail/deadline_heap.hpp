@@ -32,8 +32,9 @@ class deadline_heap {
   const item& top() const noexcept { return items_.front(); }
 
   void push(time_point when, Key key, Entry* entry) {
-    items_.push_back({when, next_seq_++, key, entry});
-    sift_up(items_.size() - 1);  // sets entry->heap_pos
+    const item it{when, next_seq_++, key, entry};
+    items_.push_back(it);
+    sift_up(items_.size() - 1, it);  // sets entry->heap_pos
   }
 
   /// Removes the entry at `pos` (an Entry's heap_pos).
@@ -44,7 +45,7 @@ class deadline_heap {
       items_[pos].entry->heap_pos = pos;
       items_.pop_back();
       if (pos > 0 && less(items_[pos], items_[(pos - 1) / 2])) {
-        sift_up(pos);
+        sift_up(pos, items_[pos]);
       } else {
         sift_down(pos);
       }
@@ -83,8 +84,9 @@ class deadline_heap {
     it.entry->heap_pos = pos;
   }
 
-  void sift_up(std::size_t pos) noexcept {
-    const item moving = items_[pos];
+  // `moving` is items_[pos], passed rather than read back: push() has just written it field
+  // by field, and a wide load of those stores stalls on store forwarding.
+  void sift_up(std::size_t pos, const item moving) noexcept {
     while (pos > 0) {
       const std::size_t parent = (pos - 1) / 2;
       if (!less(moving, items_[parent])) break;
