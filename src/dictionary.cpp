@@ -129,21 +129,27 @@ const application_definition* dictionary::find_application(std::uint32_t id) con
 
 namespace {
 
-std::error_code check_range(avp_range range, const dictionary& dict) noexcept {
-  for (const avp& a : range) {
+// A reader and one avp on the stack rather than an avp_range, whose iterator copies each AVP
+// into itself: this runs for every AVP of every message received.
+std::error_code check_range(std::span<const std::uint8_t> data, unsigned depth_left,
+                            const dictionary& dict) noexcept {
+  avp_reader reader(data, depth_left);
+  avp a;
+  std::error_code ec;
+  while (reader.next(a, ec)) {
     const avp_definition* def = dict.find_avp(a.code(), a.vendor_id());
     if (def != nullptr && def->type == avp_type::grouped) {
-      if (auto ec = check_range(a.children(), dict)) return ec;
+      if (auto bad = check_range(a.data(), a.depth_left(), dict)) return bad;
     }
   }
-  return range.error();
+  return ec;
 }
 
 }  // namespace
 
 std::error_code check_avps(const message_view& msg, const dictionary& dict,
                            unsigned max_depth) noexcept {
-  return check_range(msg.avps(max_depth), dict);
+  return check_range(msg.body(), max_depth, dict);
 }
 
 }  // namespace diampool
