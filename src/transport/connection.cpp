@@ -1,5 +1,6 @@
 #include "diampool/connection.hpp"
 
+#include <unistd.h>
 #include <algorithm>
 #include <asio/bind_cancellation_slot.hpp>
 #include <asio/bind_executor.hpp>
@@ -301,6 +302,10 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
       dial_failed(ec);
       return;
     }
+    if (auto bad = register_for_input_only()) {
+      dial_failed(bad);
+      return;
+    }
     dialing = false;
     dial_deadline = steady_time::max();
     std::error_code ignored;
@@ -326,6 +331,23 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
     log_event(log_level::debug, "connected, CER sent", {});
     start_read();
     after_events();
+  }
+
+  // To learn when the connect ends, asio registered the socket for EPOLLOUT (edge-triggered)
+  // and never takes that back: every ACK of our writes would then wake the reactor for no
+  // operation at all (an epoll event, a descriptor lock, a turn of the scheduler). The
+  // descriptor goes back to asio as a fresh registration, which watches input only; EPOLLOUT
+  // returns only if a write ever has to wait. Where release() is not supported, nothing
+  // changes; an error after it (the descriptor is then closed) fails the dial.
+  std::error_code register_for_input_only() {
+    std::error_code ec;
+    const tcp::endpoint local = socket.local_endpoint(ec);
+    if (ec) return ec;
+    const tcp::socket::native_handle_type fd = socket.release(ec);
+    if (ec) return {};
+    socket.assign(local.protocol(), fd, ec);
+    if (ec) ::close(fd);
+    return ec;
   }
 
   void complete_connect(std::error_code ec) {

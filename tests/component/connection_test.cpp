@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <linux/sockios.h>
 #include <netinet/in.h>
+#include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -14,6 +15,7 @@
 #include <asio/io_context.hpp>
 #include <asio/use_awaitable.hpp>
 #include <asio/use_future.hpp>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <future>
@@ -175,6 +177,44 @@ TEST_F(connection_test, a_thousand_pipelined_requests_each_get_their_own_answer)
   }
   EXPECT_EQ(peer_.stats().requests, static_cast<std::uint64_t>(n));
   EXPECT_EQ(conn->stats().unmatched_answers, 0U);
+}
+
+// Every descriptor registered with an epoll instance of this process, with its event mask
+// (/proc/self/fdinfo of each eventpoll descriptor: "tfd: FD events: MASK data: ...").
+std::vector<std::pair<int, unsigned>> epoll_registrations() {
+  std::vector<std::pair<int, unsigned>> out;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
+    std::error_code ec;
+    if (std::filesystem::read_symlink(e.path(), ec).string() != "anon_inode:[eventpoll]") {
+      continue;
+    }
+    std::ifstream in("/proc/self/fdinfo/" + e.path().filename().string());
+    std::string word;
+    while (in >> word) {
+      if (word != "tfd:") continue;
+      int fd = -1;
+      std::string label;
+      unsigned events = 0;
+      in >> fd >> label >> std::hex >> events >> std::dec;
+      if (label == "events:") out.emplace_back(fd, events);
+    }
+  }
+  return out;
+}
+
+// asio registers a socket for EPOLLOUT to learn that its connect ended, and keeps it: every
+// ACK would then wake the reactor for nothing. An open connection watches input only.
+TEST_F(connection_test, an_open_connection_does_not_watch_for_writability) {
+  auto conn = open();
+  ASSERT_TRUE(conn->ready());
+  EXPECT_FALSE(conn->async_send(make_request(1, "s"), in(5s), asio::use_future).get().empty());
+  const auto registered = epoll_registrations();
+  ASSERT_FALSE(registered.empty());  // the io_context's and the peer's
+  for (const auto& [fd, events] : registered) {
+    EXPECT_EQ(events & EPOLLOUT, 0U) << "descriptor " << fd << " events " << std::hex << events;
+  }
+  // Still a working connection: requests and answers flow.
+  EXPECT_FALSE(conn->async_send(make_request(2, "s"), in(5s), asio::use_future).get().empty());
 }
 
 TEST_F(connection_test, a_request_past_its_deadline_times_out_and_the_connection_stays_up) {
