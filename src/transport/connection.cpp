@@ -302,9 +302,13 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
       dial_failed(ec);
       return;
     }
-    if (auto bad = register_for_input_only()) {
-      dial_failed(bad);
-      return;
+    std::error_code no_local;
+    const auto ep = socket.local_endpoint(no_local);
+    if (!no_local) {
+      if (auto bad = register_for_input_only(ep.protocol())) {
+        dial_failed(bad);
+        return;
+      }
     }
     dialing = false;
     dial_deadline = steady_time::max();
@@ -312,8 +316,7 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
     socket.set_option(tcp::no_delay(true), ignored);
     socket.non_blocking(true, ignored);  // for read_rest(): never waits
     std::vector<ip_address> local;
-    const auto ep = socket.local_endpoint(ignored);
-    if (!ignored) {
+    if (!no_local) {
       const auto a = ep.address();
       if (a.is_v4()) {
         local.push_back(ip_address::v4(a.to_v4().to_bytes()));
@@ -338,14 +341,13 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
   // operation at all (an epoll event, a descriptor lock, a turn of the scheduler). The
   // descriptor goes back to asio as a fresh registration, which watches input only; EPOLLOUT
   // returns only if a write ever has to wait. Where release() is not supported, nothing
-  // changes; an error after it (the descriptor is then closed) fails the dial.
-  std::error_code register_for_input_only() {
+  // changes; an error after it (the descriptor is then closed) fails the dial. `protocol`:
+  // the socket's (from its local endpoint, read anyway for the CER).
+  std::error_code register_for_input_only(tcp protocol) {
     std::error_code ec;
-    const tcp::endpoint local = socket.local_endpoint(ec);
-    if (ec) return ec;
     const tcp::socket::native_handle_type fd = socket.release(ec);
     if (ec) return {};
-    socket.assign(local.protocol(), fd, ec);
+    socket.assign(protocol, fd, ec);
     if (ec) ::close(fd);
     return ec;
   }
