@@ -271,11 +271,11 @@ class peer_machine {
   /// Active and not in REOPEN: send() will accept requests.
   bool ready() const noexcept { return is_active(state_) && watchdog_ != watchdog_state::reopen; }
   std::size_t pending_requests() const noexcept { return pending_.size(); }
-  /// Lets go of the memory kept for the next requests (the index nodes of ended ones) when
-  /// nothing is pending. The driver calls it once a turn of its event loop is done, not when
-  /// the last answer of a batch arrives: the completions of that batch usually send the next
-  /// requests, which reuse the nodes. Without it the kept nodes never outnumber the most
-  /// requests ever pending at once.
+  /// Lets go of the memory kept for the next requests (the request table and deadline heap
+  /// arrays, the spare buffers) when nothing is pending. The driver calls it once a turn of
+  /// its event loop is done, not when the last answer of a batch arrives: the completions of
+  /// that batch usually send the next requests, which reuse that memory. Without it the
+  /// arrays stay sized for the most requests ever pending at once.
   void trim() noexcept;
   /// Takes a buffer its owner no longer needs (a request's bytes once send() has copied
   /// them): the answers that follow are copied into such buffers rather than new ones, which
