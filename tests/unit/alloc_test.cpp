@@ -265,7 +265,7 @@ TEST_F(machine_batches, a_batch_after_a_finished_one_allocates_only_the_answers)
 }
 
 // Answers are copied into the buffers of the requests sent before them: once the machine has
-// its spare nodes and room for the buffers, a batch allocates nothing at all.
+// grown its arrays and its list of spare buffers, a batch allocates nothing at all.
 TEST_F(machine_batches, answers_reuse_the_buffers_of_sent_requests) {
   batch(true);
   EXPECT_EQ(batch(true), 0U);
