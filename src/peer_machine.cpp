@@ -549,13 +549,11 @@ void peer_machine::advance(steady_time now) {
   // Request deadlines first: a request whose deadline passed gets timed_out even if the
   // connection fails in the same step.
   while (!deadlines_.empty() && deadlines_.top().when <= now) {
-    const std::uint32_t hbh = deadlines_.top().key;
+    pending_entry& e = *deadlines_.top().entry;  // the heap and the table hold the same requests
     deadlines_.pop();
-    pending_entry* e = pending_.find(hbh);
-    if (e == nullptr) continue;
-    const std::uint64_t request = e->request;
-    void* const context = e->context;
-    forget(*e, true);
+    const std::uint64_t request = e.request;
+    void* const context = e.context;
+    forget(e, true);
     counters_.requests_timed_out++;
     events_.emplace_back(request_failed{request, error::timed_out, context});
   }
@@ -732,9 +730,7 @@ void peer_machine::close(steady_time now, std::error_code pending_error) {
 void peer_machine::fail_all_pending(std::error_code ec) {
   // In request order of deadlines, so outcomes are deterministic for tests.
   deadlines_.drain_in_order([&](const auto& d) {
-    if (const pending_entry* e = pending_.find(d.key)) {
-      events_.emplace_back(request_failed{e->request, ec, e->context});
-    }
+    events_.emplace_back(request_failed{d.entry->request, ec, d.entry->context});
   });
   pending_.clear();
   drop_spares();
