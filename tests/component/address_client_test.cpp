@@ -1180,7 +1180,12 @@ TEST_F(address_client_test, close_releases_every_thread_and_socket) {
     EXPECT_GT(entries_in("/proc/self/task"), threads);
     client->close();
     EXPECT_EQ(entries_in("/proc/self/task"), threads);  // joined
-    EXPECT_EQ(entries_in("/proc/self/fd"), fds);        // sockets, timers, epoll: closed
+    // The peers live in this process too: their side of each connection closes on their own
+    // thread once they see the client's close, so wait for that before counting descriptors.
+    const auto all_closed = [](const embedded_peer_stats& s) { return s.connections_open == 0; };
+    ASSERT_TRUE(peer_.wait_for(all_closed, 5s));
+    ASSERT_TRUE(other.wait_for(all_closed, 5s));
+    EXPECT_EQ(entries_in("/proc/self/fd"), fds);  // the client's sockets, timers, epoll: closed
   }
   EXPECT_EQ(entries_in("/proc/self/fd"), fds);
 }
