@@ -1122,10 +1122,8 @@ void address_client::start_send(std::string_view address, detail::send_op_factor
   r->home = home;
   r->id = p.next_request.fetch_add(1, std::memory_order_relaxed);
   std::error_code ec;
-  (void)message_view::parse(request, ec, p.cfg.max_message_size);
-  // The R bit from the bytes rather than from the view parse() returns through memory (its
-  // wide reload of narrow stores would stall on store forwarding).
-  if (ec || !message_header::read(request.data()).is_request()) {
+  if (!message_view::check(request, ec, p.cfg.max_message_size) ||
+      !message_header::read(request.data()).is_request()) {
     p.fail_now(std::move(r), error::invalid_request);
     return;
   }

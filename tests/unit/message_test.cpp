@@ -91,8 +91,8 @@ TEST(message_view, rejects_length_that_does_not_match_the_bytes) {
   EXPECT_EQ(ec, error::message_too_long);
 }
 
-// Each header fault gives its own error and an empty view; a good parse after one clears the
-// error (callers reuse one error_code).
+// Each header fault gives its own error and an empty view (check(): false); a good parse or
+// check clears the error (callers reuse one error_code).
 TEST(message_view, tells_each_header_fault_and_clears_the_error_on_success) {
   const std::vector<std::uint8_t> good = test::hex(test::reference_cer_hex);
   std::error_code ec;
@@ -102,6 +102,10 @@ TEST(message_view, tells_each_header_fault_and_clears_the_error_on_success) {
     EXPECT_EQ(ec, want);
     EXPECT_TRUE(m.bytes().empty());
     EXPECT_EQ(m.header(), message_header{});
+    // check() says the same without a view.
+    std::error_code checked = make_error_code(error::timed_out);
+    EXPECT_FALSE(message_view::check(b, checked, max));
+    EXPECT_EQ(checked, want);
   };
   std::vector<std::uint8_t> b = good;
   b[0] = 2;
@@ -116,6 +120,10 @@ TEST(message_view, tells_each_header_fault_and_clears_the_error_on_success) {
   b.resize(16);
   fails(b, error::message_too_short);
   fails(good, error::message_too_long, good.size() - 4);
+  ec = make_error_code(error::timed_out);
+  EXPECT_TRUE(message_view::check(good, ec, good.size()));
+  EXPECT_FALSE(ec);
+  ec = make_error_code(error::timed_out);
   const message_view m = message_view::parse(good, ec, good.size());
   EXPECT_FALSE(ec);
   EXPECT_EQ(m.bytes().size(), good.size());
