@@ -638,7 +638,7 @@ std::error_code peer_machine::send(steady_time /*now*/, std::uint64_t request,
   }
   pending_entry& e = pending_.insert({request, hbh, h.hop_by_hop, h.command_code, e2e, 0, context});
   try {
-    deadlines_.push(deadline, hbh, &e);
+    deadlines_.push(deadline, &e);
   } catch (...) {
     pending_.erase(e);
     out_.resize(before);

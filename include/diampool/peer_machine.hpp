@@ -349,7 +349,7 @@ class peer_machine {
   // By Hop-by-Hop id and by request id; no allocation per request under load, and trim()
   // lets the memory go when nothing is pending, so an idle connection keeps none.
   detail::request_table<pending_entry> pending_;
-  detail::deadline_heap<pending_entry, std::uint32_t> deadlines_;  // keyed by Hop-by-Hop id
+  detail::deadline_heap<pending_entry> deadlines_;
   std::vector<std::vector<std::uint8_t>> spare_buffers_;  // recycle(): for the next answers
   std::vector<std::uint8_t> copy_to_buffer(std::span<const std::uint8_t> bytes);
   /// Ends the bookkeeping of the pending request `e` (its deadline entry too unless it was

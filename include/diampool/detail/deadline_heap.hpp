@@ -16,14 +16,13 @@ namespace diampool::detail {
 ///
 /// Compared with a std::multimap: no node per request, and the entries touched when one
 /// leaves are in one array rather than scattered over the tree.
-template <typename Entry, typename Key>
+template <typename Entry>
 class deadline_heap {
  public:
   using time_point = std::chrono::steady_clock::time_point;
   struct item {
     time_point when;
     std::uint64_t seq;  // insertion order, for equal deadlines
-    Key key;
     Entry* entry;
   };
 
@@ -31,8 +30,8 @@ class deadline_heap {
   std::size_t size() const noexcept { return items_.size(); }
   const item& top() const noexcept { return items_.front(); }
 
-  void push(time_point when, Key key, Entry* entry) {
-    const item it{when, next_seq_++, key, entry};
+  void push(time_point when, Entry* entry) {
+    const item it{when, next_seq_++, entry};
     items_.push_back(it);
     sift_up(items_.size() - 1, it);  // sets entry->heap_pos
   }
