@@ -4,12 +4,14 @@
 #include <string>
 #include <string_view>
 
+#include "diampool/detail/text.hpp"
+
 namespace diampool::cli {
 
 /// Appends `s` as a JSON string literal. Valid UTF-8 passes through; quotes, backslashes and
 /// control characters are escaped; each byte of an invalid UTF-8 sequence becomes U+FFFD, so
-/// the output is valid JSON whatever bytes a peer sent.
-void append_json_string(std::string& out, std::string_view s);
+/// the output is valid JSON whatever bytes a peer sent (the structured logger's escaping).
+using detail::append_json_string;
 
 /// `s` as a JSON string literal.
 inline std::string json_string(std::string_view s) {
