@@ -100,8 +100,6 @@ peer_event peer_machine::next_event() {
   if (events_head_ == events_.size()) {
     events_.clear();
     events_head_ = 0;
-    // A burst of answers grew it; an idle connection gives that back.
-    if (events_.capacity() > 16 && pending_.empty()) events_.shrink_to_fit();
   }
   return e;
 }
@@ -650,8 +648,10 @@ std::error_code peer_machine::send(steady_time /*now*/, std::uint64_t request,
 }
 
 void peer_machine::recycle(std::vector<std::uint8_t>&& buffer) noexcept {
+  // One spare per answer still to come is all the answers can use; a few more for the
+  // requests the machine sends itself.
   if (buffer.capacity() == 0 || buffer.capacity() > max_spare_buffer_size ||
-      spare_buffers_.size() >= max_spare_buffers) {
+      spare_buffers_.size() >= std::max(max_spare_buffers, pending_.size())) {
     return;
   }
   try {
@@ -670,6 +670,8 @@ std::vector<std::uint8_t> peer_machine::copy_to_buffer(std::span<const std::uint
 
 void peer_machine::drop_spares() noexcept {
   std::vector<std::vector<std::uint8_t>>().swap(spare_buffers_);
+  // A burst of answers grew the event queue; room for a few events stays.
+  if (events_.empty() && events_.capacity() > 16) std::vector<peer_event>().swap(events_);
   deadlines_.release();  // empty here: its capacity goes
   pending_.release();
 }

@@ -272,15 +272,15 @@ class peer_machine {
   bool ready() const noexcept { return is_active(state_) && watchdog_ != watchdog_state::reopen; }
   std::size_t pending_requests() const noexcept { return pending_.size(); }
   /// Lets go of the memory kept for the next requests (the request table and deadline heap
-  /// arrays, the spare buffers) when nothing is pending. The driver calls it once a turn of
-  /// its event loop is done, not when the last answer of a batch arrives: the completions of
-  /// that batch usually send the next requests, which reuse that memory. Without it the
-  /// arrays stay sized for the most requests ever pending at once.
+  /// arrays, the spare buffers, a large event queue once empty) when nothing is pending. The driver
+  /// calls it once a turn of its event loop is done, not when the last answer of a batch arrives:
+  /// the completions of that batch usually send the next requests, which reuse that memory. Without
+  /// it the arrays stay sized for the most requests ever pending at once.
   void trim() noexcept;
   /// Takes a buffer its owner no longer needs (a request's bytes once send() has copied
   /// them): the answers that follow are copied into such buffers rather than new ones, which
-  /// saves an allocation per request under load. Keeps at most max_spare_buffers, none over
-  /// max_spare_buffer_size; trim() lets them go.
+  /// saves an allocation per request under load. Keeps one per pending request (at least
+  /// max_spare_buffers), none over max_spare_buffer_size; trim() lets them go.
   void recycle(std::vector<std::uint8_t>&& buffer) noexcept;
   static constexpr std::size_t max_spare_buffers = 64;
   static constexpr std::size_t max_spare_buffer_size = 4096;

@@ -213,18 +213,18 @@ class machine_batches : public ::testing::Test {
     return out;
   }
 
-  // Sends n requests and answers them all; returns the allocations made by the machine's
-  // calls (the answers' bytes handed over in the events are n of them). `recycle`: each
-  // request's buffer is given to the machine once sent, as a connection does.
-  std::size_t batch(bool recycle = false) {
+  // Sends `count` requests and answers them all; returns the allocations made by the
+  // machine's calls (the answers' bytes handed over in the events are `count` of them).
+  // `recycle`: each request's buffer is given to the machine once sent, as a connection does.
+  std::size_t batch(bool recycle = false, std::size_t count = n) {
     // Each with room for an answer (one too small would simply be grown).
-    std::vector<std::vector<std::uint8_t>> buffers(recycle ? n : 0, request_);
+    std::vector<std::vector<std::uint8_t>> buffers(recycle ? count : 0, request_);
     for (auto& b : buffers)
       b.reserve(256);
     std::size_t counted = 0;
     {
       counter c;
-      for (std::size_t i = 0; i < n; ++i) {
+      for (std::size_t i = 0; i < count; ++i) {
         EXPECT_FALSE(m_->send(now_, next_id_++, request_, now_ + std::chrono::seconds(5)));
         if (recycle) m_->recycle(std::move(buffers[i]));
       }
@@ -245,7 +245,7 @@ class machine_batches : public ::testing::Test {
       }
       counting = false;
       counted += allocations.load();
-      EXPECT_EQ(events, n);
+      EXPECT_EQ(events, count);
     }
     EXPECT_EQ(m_->pending_requests(), 0U);
     return counted;
@@ -273,8 +273,29 @@ TEST_F(machine_batches, answers_reuse_the_buffers_of_sent_requests) {
   EXPECT_EQ(batch(), n);  // nothing recycled: the answers need their own
 }
 
+// More requests pending than max_spare_buffers: a spare is kept for each answer to come, so
+// a window of any size is answered without allocating.
+TEST_F(machine_batches, a_spare_is_kept_for_each_pending_answer) {
+  constexpr std::size_t window = 4 * peer_machine::max_spare_buffers;
+  batch(true, window);  // the arrays grow to the window
+  EXPECT_EQ(batch(true, window), 0U);
+  EXPECT_EQ(batch(true, window), 0U);
+  // And no more than one per pending answer: with `window` pending, the rest stay with
+  // their owner.
+  for (std::size_t i = 0; i < window; ++i)
+    ASSERT_FALSE(m_->send(now_, next_id_++, request_, now_ + std::chrono::seconds(5)));
+  std::vector<std::vector<std::uint8_t>> buffers(window + 3, request_);
+  for (auto& b : buffers)
+    m_->recycle(std::move(b));
+  for (std::size_t i = 0; i < buffers.size(); ++i) {
+    // NOLINTNEXTLINE(bugprone-use-after-move)
+    EXPECT_EQ(buffers[i].capacity() != 0, i >= window) << i;
+  }
+}
+
 // The spares are bounded: a buffer over max_spare_buffer_size, or one more than
-// max_spare_buffers, stays with its owner (who frees it), and trim() lets the kept ones go.
+// max_spare_buffers with nothing pending (or one per pending request, if more), stays with
+// its owner (who frees it), and trim() lets the kept ones go.
 TEST_F(machine_batches, spare_buffers_are_bounded_in_size_and_number) {
   batch();
   m_->trim();
