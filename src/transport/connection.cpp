@@ -144,6 +144,8 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
   bool writing = false;
   bool flush_posted = false;       // flush_soon() is queued on the strand
   bool transport_closing = false;  // close_transport seen: flush, then close the socket
+  bool close_after_eof = false;    // ... the DPA to a peer's DPR: FIN, drain, close on EOF
+  bool fin_sent = false;           // shutdown(send) done on this socket
   steady_time write_started{};
   steady_time linger_deadline = steady_time::max();
   std::size_t unwritten = 0;  // requests given to the machine whose bytes are not written
@@ -405,7 +407,11 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
   void on_read(std::uint64_t gen, std::error_code ec, std::size_t n) {
     if (gen != socket_gen) return;
     reading = false;
-    if (transport_closing) return;
+    if (transport_closing) {
+      // Input is no longer the machine's; once the FIN is out it is drained (half_close()).
+      if (fin_sent) on_drained(gen, ec);
+      return;
+    }
     const steady_time now = clock::now();
     if (ec) {
       // The machine decides whether this is a failure (last_error is then set from its
@@ -459,6 +465,37 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
       }
     }
     return {};
+  }
+
+  // The DPA to a peer's DPR is written: a FIN follows it, and input is read and dropped
+  // until the peer closes its side too (it does on the DPA), or the linger ends. Closing at
+  // once, with input the peer sent before it saw the DPA still unread, would reset the
+  // connection, and a peer that meets the reset on a write before it has read the DPA loses
+  // the DPA.
+  void half_close() {
+    if (!fin_sent) {
+      fin_sent = true;
+      std::error_code ignored;
+      socket.shutdown(tcp::socket::shutdown_send, ignored);
+    }
+    if (reading || !socket.is_open()) return;
+    if (read_buf.empty()) read_buf.resize(idle_read_size);  // an empty read would not wait
+    reading = true;
+    socket.async_read_some(
+        asio::buffer(read_buf),
+        on_strand([self = shared_from_this(), gen = socket_gen](
+                      const std::error_code& ec, std::size_t) { self->on_drained(gen, ec); }));
+  }
+
+  void on_drained(std::uint64_t gen, std::error_code ec) {
+    if (gen != socket_gen) return;
+    reading = false;
+    if (ec) {  // the peer's end of stream (or an error): nothing more to wait for
+      close_socket();
+      after_events();
+      return;
+    }
+    half_close();
   }
 
   void flush() {
@@ -637,6 +674,8 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
     socket.shutdown(tcp::socket::shutdown_both, ignored);
     socket.close(ignored);
     transport_closing = false;
+    close_after_eof = false;
+    fin_sent = false;
     linger_deadline = steady_time::max();
     complete_close_ops();
     if (connect_after_close) {
@@ -736,7 +775,13 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
     } else {
       flush_soon();
     }
-    if (transport_closing && !writing && machine.output().empty()) close_socket();
+    if (transport_closing && !writing && machine.output().empty()) {
+      if (close_after_eof) {
+        half_close();
+      } else {
+        close_socket();
+      }
+    }
     rearm();
     publish();
     trim();
@@ -748,8 +793,11 @@ struct connection::impl : std::enable_shared_from_this<connection::impl> {
               {{"reason", e.reason ? e.reason.message() : std::string("clean")}});
     if (!socket.is_open()) return;
     transport_closing = true;
+    // The DPA to the peer's DPR: the peer closes once it has it (RFC 6733 5.4), and the
+    // socket is closed after that (half_close()). Other closes end the socket at once.
+    close_after_eof = e.reason == error::disconnected_by_peer;
     // The last output (a DPA, the answers owed) gets a short while to leave; a peer that
-    // does not read does not hold the close for a whole write_timeout.
+    // does not read, or does not close, does not hold the close for a whole write_timeout.
     linger_deadline = now + std::min(config.write_timeout, config.peer.dpa_timeout);
   }
 

@@ -15,6 +15,8 @@
 #include <asio/io_context.hpp>
 #include <asio/use_awaitable.hpp>
 #include <asio/use_future.hpp>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -673,9 +675,33 @@ class batch_peer : public test::loopback_socket {
         }
       }
       const ssize_t n = ::read(conn_, buf.data(), buf.size());
-      if (n <= 0) return out;
+      if (n <= 0) {
+        end_errno_ = n == 0 ? 0 : errno;
+        return out;
+      }
       rest = std::span<const std::uint8_t>(buf.data(), static_cast<std::size_t>(n));
     }
+  }
+
+  // How the last answers_until_eof() ended: 0 for the client's FIN, else the read's errno
+  // (ECONNRESET: the client reset the connection).
+  int end_errno() const { return end_errno_; }
+
+  // Writes `b`, whether or not the client still reads; false once the connection is gone.
+  bool write_ignoring_errors(const bytes& b) {
+    std::size_t done = 0;
+    while (done < b.size()) {
+      const ssize_t n = ::send(conn_, b.data() + done, b.size() - done, MSG_NOSIGNAL);
+      if (n <= 0) return false;
+      done += static_cast<std::size_t>(n);
+    }
+    return true;
+  }
+
+  // The end of the peer's side (after a DPA, as RFC 6733 5.4 has the DPR's sender do).
+  void close() {
+    ::close(conn_);
+    conn_ = -1;
   }
 
   void write_all(const bytes& b) {
@@ -695,6 +721,7 @@ class batch_peer : public test::loopback_socket {
   frame_decoder decoder_;
   bytes have_;
   std::size_t pos_ = 0;
+  int end_errno_ = -1;
 };
 
 // Two rounds of n requests against a batch_peer, which answers each round in one write:
@@ -926,6 +953,63 @@ TEST_F(connection_test, a_reconnect_right_after_a_peer_dpr_still_delivers_the_dp
   for (auto& f : futures) {
     EXPECT_THROW(f.get(), std::system_error);  // failed by the DPR: connection_closed
   }
+}
+
+// RFC 6733 5.4 over TCP: the DPA to a peer's DPR is followed by a FIN, and what the peer sent
+// meanwhile is read and dropped until the peer closes. Closing with that input unread would
+// reset the connection, and a peer that meets the reset on a write before it has read the
+// DPA loses it (the embedded peer does: it closes on a failed write).
+TEST_F(connection_test, the_dpa_to_a_peer_dpr_is_followed_by_a_fin_not_a_reset) {
+  connection_config c = test_config();
+  c.write_timeout = 10s;
+  c.peer.dpa_timeout = 10s;  // the linger: min(write_timeout, dpa_timeout)
+  batch_peer peer;
+  auto conn = make(c);
+  std::promise<void> cer_done;
+  std::thread accept([&] {
+    peer.accept_and_answer_cer();
+    cer_done.set_value();
+  });
+  ASSERT_FALSE(conn->connect(peer.address(), in(5s)));
+  cer_done.get_future().wait();
+  accept.join();
+  // The DPR, then 1 MiB of answers to nothing (as a peer still answering when it decides
+  // to disconnect): the client reads the DPR and leaves the rest in its socket.
+  message_header h;
+  h.flags = cmd_flags::request;
+  h.command_code = command::disconnect_peer;
+  h.hop_by_hop = 0x5150;
+  h.end_to_end = 0x5151;
+  bytes stream;
+  message_builder b(stream, h);
+  b.add_string(avp_code::origin_host, "batch.example.net")
+      .add_string(avp_code::origin_realm, "example.net")
+      .add_integer32(avp_code::disconnect_cause, disconnect_cause::busy);
+  b.finish();
+  bytes late = make_request(0xdead, std::string(1000, 'x'));
+  late[4] = 0;  // the flags: an answer
+  while (stream.size() < 1024 * 1024)
+    stream.insert(stream.end(), late.begin(), late.end());
+  bool all_written = false;
+  std::thread writer([&] { all_written = peer.write_ignoring_errors(stream); });
+  const std::vector<bytes> answers = peer.answers_until_eof();
+  writer.join();
+  ASSERT_EQ(answers.size(), 1U) << "no DPA";
+  EXPECT_EQ(view(answers[0]).header().command_code, command::disconnect_peer);
+  EXPECT_EQ(view(answers[0]).header().hop_by_hop, 0x5150U);
+  EXPECT_EQ(peer.end_errno(), 0) << std::strerror(peer.end_errno());  // the client's FIN
+  // No reset: the client took all of it, and still takes what the peer writes after the FIN.
+  EXPECT_TRUE(all_written) << "the client reset the connection";
+  EXPECT_TRUE(peer.write_ignoring_errors(late)) << "the client reset the connection";
+  EXPECT_EQ(conn->state(), peer_state::closed);
+  // The peer closes; the client closes its socket then, not at the end of its linger: a new
+  // connection (which waits for the old socket's close) is made at once.
+  peer.close();
+  const auto start = clock::now();
+  auto reconnected = conn->async_connect(peer.address(), in(20s), asio::use_future);
+  peer.accept_and_answer_cer();
+  EXPECT_NO_THROW(reconnected.get());
+  EXPECT_LT(clock::now() - start, 5s);  // the linger is 10 s
 }
 
 // Completions run inside a connection event and see its clock reading (the pool takes its
