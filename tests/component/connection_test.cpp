@@ -606,6 +606,31 @@ class batch_peer : public test::loopback_socket {
     write_all(cea);
   }
 
+  // Connects `conn` to this peer, the CER answered on another thread.
+  void connect(connection& conn) {
+    std::thread accept([&] { accept_and_answer_cer(); });
+    const std::error_code ec =
+        conn.connect(address(), std::chrono::steady_clock::now() + std::chrono::seconds(5));
+    accept.join();
+    ASSERT_FALSE(ec) << ec.message();
+  }
+
+  // A DPR from this peer: Hop-by-Hop id 0x5150, End-to-End id 0x5151.
+  static bytes dpr(std::int32_t cause) {
+    message_header h;
+    h.flags = cmd_flags::request;
+    h.command_code = command::disconnect_peer;
+    h.hop_by_hop = 0x5150;
+    h.end_to_end = 0x5151;
+    bytes out;
+    message_builder b(out, h);
+    b.add_string(avp_code::origin_host, "batch.example.net")
+        .add_string(avp_code::origin_realm, "example.net")
+        .add_integer32(avp_code::disconnect_cause, cause);
+    b.finish();
+    return out;
+  }
+
   // Reads until `n` messages are complete (a test failure and fewer on EOF or error).
   std::vector<bytes> read_messages(std::size_t n) {
     std::vector<bytes> out;
@@ -913,32 +938,14 @@ TEST_F(connection_test, a_reconnect_right_after_a_peer_dpr_still_delivers_the_dp
   c.peer.dpa_timeout = 5s;  // the linger: min(write_timeout, dpa_timeout)
   batch_peer peer;
   auto conn = make(c);
-  std::promise<void> cer_done;
-  std::thread accept([&] {
-    peer.accept_and_answer_cer();
-    cer_done.set_value();
-  });
-  ASSERT_FALSE(conn->connect(peer.address(), in(5s)));
-  cer_done.get_future().wait();
-  accept.join();
+  ASSERT_NO_FATAL_FAILURE(peer.connect(*conn));
   // The peer does not read: 16 MiB of requests keep the client's write under way.
   const bytes big = make_request(1, std::string(512 * 1024, 'x'));
   std::vector<std::future<bytes>> futures;
   for (int i = 0; i < 32; ++i)
     futures.push_back(conn->async_send(big, in(20s), asio::use_future));
   ASSERT_TRUE(test::eventually([&] { return conn->stats().socket_writes >= 2; }));
-  message_header h;
-  h.flags = cmd_flags::request;
-  h.command_code = command::disconnect_peer;
-  h.hop_by_hop = 0x5150;
-  h.end_to_end = 0x5151;
-  bytes dpr;
-  message_builder b(dpr, h);
-  b.add_string(avp_code::origin_host, "batch.example.net")
-      .add_string(avp_code::origin_realm, "example.net")
-      .add_integer32(avp_code::disconnect_cause, disconnect_cause::rebooting);
-  b.finish();
-  peer.write_all(dpr);
+  peer.write_all(batch_peer::dpr(disconnect_cause::rebooting));
   ASSERT_TRUE(test::eventually([&] { return conn->state() == peer_state::closed; }));
   auto reconnected = conn->async_connect(peer.address(), in(10s), asio::use_future);
   // The peer now reads the rest, to the end of the old connection, then takes the new one.
@@ -965,27 +972,10 @@ TEST_F(connection_test, the_dpa_to_a_peer_dpr_is_followed_by_a_fin_not_a_reset) 
   c.peer.dpa_timeout = 10s;  // the linger: min(write_timeout, dpa_timeout)
   batch_peer peer;
   auto conn = make(c);
-  std::promise<void> cer_done;
-  std::thread accept([&] {
-    peer.accept_and_answer_cer();
-    cer_done.set_value();
-  });
-  ASSERT_FALSE(conn->connect(peer.address(), in(5s)));
-  cer_done.get_future().wait();
-  accept.join();
+  ASSERT_NO_FATAL_FAILURE(peer.connect(*conn));
   // The DPR, then 1 MiB of answers to nothing (as a peer still answering when it decides
   // to disconnect): the client reads the DPR and leaves the rest in its socket.
-  message_header h;
-  h.flags = cmd_flags::request;
-  h.command_code = command::disconnect_peer;
-  h.hop_by_hop = 0x5150;
-  h.end_to_end = 0x5151;
-  bytes stream;
-  message_builder b(stream, h);
-  b.add_string(avp_code::origin_host, "batch.example.net")
-      .add_string(avp_code::origin_realm, "example.net")
-      .add_integer32(avp_code::disconnect_cause, disconnect_cause::busy);
-  b.finish();
+  bytes stream = batch_peer::dpr(disconnect_cause::busy);
   bytes late = make_request(0xdead, std::string(1000, 'x'));
   late[4] = 0;  // the flags: an answer
   while (stream.size() < 1024 * 1024)
