@@ -648,8 +648,8 @@ std::error_code peer_machine::send(steady_time /*now*/, std::uint64_t request,
 }
 
 void peer_machine::recycle(std::vector<std::uint8_t>&& buffer) noexcept {
-  // One spare per answer still to come is all the answers can use; a few more for the
-  // requests the machine sends itself.
+  // Room for a spare for each answer still to come (the most the answers can use), and never
+  // for fewer than max_spare_buffers.
   if (buffer.capacity() == 0 || buffer.capacity() > max_spare_buffer_size ||
       spare_buffers_.size() >= std::max(max_spare_buffers, pending_.size())) {
     return;
