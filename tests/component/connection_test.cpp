@@ -1002,6 +1002,26 @@ TEST_F(connection_test, the_dpa_to_a_peer_dpr_is_followed_by_a_fin_not_a_reset) 
   EXPECT_LT(clock::now() - start, 5s);  // the linger is 10 s
 }
 
+// The wait for the peer's end of stream after the DPA is bounded by the linger: a peer that
+// keeps its side open (and even writes on) still gets the socket closed.
+TEST_F(connection_test, a_peer_that_keeps_its_side_open_after_the_dpa_is_closed_after_the_linger) {
+  connection_config c = test_config();
+  c.write_timeout = 10s;
+  c.peer.dpa_timeout = 200ms;  // the linger: min(write_timeout, dpa_timeout)
+  batch_peer peer;
+  auto conn = make(c);
+  ASSERT_NO_FATAL_FAILURE(peer.connect(*conn));
+  peer.write_all(batch_peer::dpr(disconnect_cause::busy));
+  const std::vector<bytes> answers = peer.answers_until_eof();  // the DPA, then the FIN
+  ASSERT_EQ(answers.size(), 1U) << "no DPA";
+  EXPECT_EQ(peer.end_errno(), 0) << std::strerror(peer.end_errno());
+  // While the client drains, the peer's writes are taken; once its socket is closed they fail.
+  bytes late = make_request(0xdead, "late");
+  late[4] = 0;  // the flags: an answer
+  EXPECT_TRUE(test::eventually([&] { return !peer.write_ignoring_errors(late); }, 5000ms))
+      << "the client still held the socket 5 s after a 200 ms linger";
+}
+
 // Completions run inside a connection event and see its clock reading (the pool takes its
 // timestamps from it); other code sees none.
 TEST_F(connection_test, completions_see_the_time_of_their_connection_event) {
